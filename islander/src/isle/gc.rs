@@ -1,0 +1,77 @@
+//! Reconciling state that a killed islander left behind.
+//!
+//! A foreground isle dies with its islander (PR_SET_PDEATHSIG), but islander
+//! itself may be killed before it removes the isle's cgroups, layer and
+//! record. Every command first looks for records whose supervisor is gone
+//! and finishes their clean-up, so a later command always finds a consistent
+//! state.
+
+use std::fs;
+
+use super::record::Record;
+use crate::cgroups::Cgroups;
+use crate::paths::StateRoot;
+use crate::rootfs::overlay::Layers;
+
+/// Cleans up every isle of `root` whose supervising islander has exited.
+/// Returns the ids it cleaned.
+pub fn reap_orphans(root: &StateRoot) -> Vec<String> {
+    let mut cleaned = Vec::new();
+    if let Ok(entries) = fs::read_dir(root.isles_run_dir()) {
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let run_dir = entry.path();
+            let orphaned = match Record::load(&run_dir) {
+                Some(rec) => !rec.supervisor.is_alive(),
+                // A directory without a readable record: its creator died
+                // before the first atomic write, or it is not ours at all.
+                None => dir_is_stale(&run_dir),
+            };
+            if orphaned {
+                tracing::info!(isle = %id, "cleaning up after an islander that exited");
+                remove_isle(root, &id);
+                cleaned.push(id);
+            }
+        }
+    }
+    // Layers whose runtime record is gone (for instance after a reboot
+    // emptied /run): nothing can use them any more.
+    if let Ok(entries) = fs::read_dir(root.isles_lib_dir()) {
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !root.isle_run(&id).exists() && dir_is_stale(&entry.path()) {
+                tracing::info!(isle = %id, "removing a layer without an isle");
+                remove_isle(root, &id);
+                cleaned.push(id);
+            }
+        }
+    }
+    cleaned
+}
+
+/// A directory nobody has touched for a minute: old enough that the islander
+/// creating it would have written its record by now.
+fn dir_is_stale(path: &std::path::Path) -> bool {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .map(|t| t.elapsed().map(|e| e.as_secs() > 60).unwrap_or(false))
+        .unwrap_or(false)
+}
+
+/// Removes every trace of an isle: its processes and cgroups, its layer and
+/// its record (last, so that an interrupted clean-up is found again).
+pub fn remove_isle(root: &StateRoot, id: &str) {
+    if let Err(e) = Cgroups::open(id).destroy() {
+        tracing::warn!(isle = %id, "removing cgroups: {e}");
+    }
+    let layers = Layers::at(&root.isle_layers(id), std::path::Path::new("/"));
+    if let Err(e) = layers.remove() {
+        tracing::warn!(isle = %id, "removing the layer: {e}");
+    }
+    let run_dir = root.isle_run(id);
+    if let Err(e) = fs::remove_dir_all(&run_dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(isle = %id, "removing {}: {e}", run_dir.display());
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Isles: their identity, their on-disk record, and the lifecycle verbs, one
+//! file each (`run.rs`, ...). `gc.rs` reconciles what a killed islander left.
+
+pub mod gc;
+pub mod record;
+pub mod run;
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum IsleError {
+    #[error("--rootfs '{0}': no such directory")]
+    NoRootfs(PathBuf),
+    #[error("invalid --hostname '{0}': use 1 to 63 letters, digits and '-', not starting or ending with '-'")]
+    BadHostname(String),
+    #[error("invalid --env '{0}': use KEY=VALUE with a non-empty KEY without '='")]
+    BadEnv(String),
+    #[error("invalid --workdir '{0}': use an absolute path inside the isle")]
+    BadWorkdir(PathBuf),
+    #[error("the image has neither /bin/bash nor /bin/sh; give a command to run")]
+    NoDefaultCommand,
+    #[error("cannot find the block device holding {path}: {reason}")]
+    NoBlockDevice { path: PathBuf, reason: String },
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("building the isle's spec: {0}")]
+    Spec(#[from] oci_spec::OciSpecError),
+}
+
+pub type Result<T, E = IsleError> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> IsleError {
+    let path = path.into();
+    move |source| IsleError::Io { op, path, source }
+}
+
+/// A new isle id: 64 hex digits, as Docker's; the first 12 are the short id.
+pub fn new_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}

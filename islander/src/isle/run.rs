@@ -1,0 +1,311 @@
+//! `islander run`: validate everything, then create the isle's record,
+//! layer and cgroups, start it, supervise it in the foreground, and remove
+//! every trace of it when it ends, on every path out.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::record::{ProcessId, Record, Status};
+use super::{gc, io_err, new_id, short_id, IsleError};
+use crate::cgroups::Cgroups;
+use crate::image::ImageStore;
+use crate::limits::{self, LimitArgs};
+use crate::paths::StateRoot;
+use crate::process::foreground::{self, Exit};
+use crate::process::init::InitContext;
+use crate::process::{parent, signals};
+use crate::rootfs::overlay::Layers;
+use crate::spec::{self, RunOptions, USERNS_HOST_BASE};
+use crate::Result;
+
+/// What the user asked `islander run` for, as plain values.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub image: Option<String>,
+    pub rootfs: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<PathBuf>,
+    pub hostname: Option<String>,
+    pub interactive: bool,
+    pub tty: bool,
+    pub userns: bool,
+    pub privileged: bool,
+    pub limits: LimitArgs,
+}
+
+/// How a foreground isle ended.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOutcome {
+    pub id_short: [u8; 12],
+    pub exit: Exit,
+    /// Processes of the isle the kernel's OOM killer ended.
+    pub oom_kills: u64,
+    pub memory_limit: Option<i64>,
+}
+
+impl RunOutcome {
+    pub fn short_id(&self) -> &str {
+        std::str::from_utf8(&self.id_short).unwrap_or("?")
+    }
+}
+
+/// Everything an isle holds on the host, released in reverse order of
+/// creation when dropped: whatever path leaves `run`, nothing stays behind.
+struct Held<'a> {
+    root: &'a StateRoot,
+    id: String,
+    cgroups: Option<Cgroups>,
+    layers: Option<Layers>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(cg) = self.cgroups.take() {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!(isle = %self.id, "removing cgroups: {e}");
+            }
+        }
+        if let Some(layers) = self.layers.take() {
+            if let Err(e) = layers.remove() {
+                tracing::warn!(isle = %self.id, "removing the layer: {e}");
+            }
+        }
+        let _ = fs::remove_dir_all(self.root.isle_run(&self.id));
+    }
+}
+
+/// Runs an isle in the foreground and returns how it ended.
+pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
+    gc::reap_orphans(root);
+
+    // 1. Validate everything before creating anything.
+    let hostname_given = req.hostname.clone();
+    if let Some(h) = &hostname_given {
+        validate_hostname(h)?;
+    }
+    for e in &req.env {
+        validate_env(e)?;
+    }
+    let cwd = req.workdir.clone().unwrap_or_else(|| PathBuf::from("/"));
+    if !cwd.is_absolute() {
+        return Err(IsleError::BadWorkdir(cwd).into());
+    }
+    for dir in [root.isles_lib_dir(), root.isles_run_dir()] {
+        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+    }
+    let device = block_device_of(&root.isles_lib_dir())?;
+    let resources = limits::resources(&req.limits, device)?;
+    let (lower, image_name) = match &req.rootfs {
+        Some(dir) => {
+            let dir = fs::canonicalize(dir).map_err(|_| IsleError::NoRootfs(dir.clone()))?;
+            if !dir.is_dir() {
+                return Err(IsleError::NoRootfs(dir).into());
+            }
+            (dir, None)
+        }
+        None => {
+            let store = ImageStore::new(root);
+            let name = req.image.clone().unwrap_or_else(|| "default".to_string());
+            let dir = if name == "default" { store.ensure_default()? } else { store.rootfs(&name)? };
+            (dir, Some(name))
+        }
+    };
+    let args = if req.args.is_empty() { default_command(&lower)? } else { req.args.clone() };
+
+    // 2. Create: record first, so that a crash at any later point is found
+    //    and cleaned by the next islander.
+    let signal_fd = signals::block()?;
+    let id = new_id();
+    let run_dir = root.isle_run(&id);
+    fs::create_dir(&run_dir).map_err(io_err("creating", &run_dir))?;
+    let mut held = Held { root, id: id.clone(), cgroups: None, layers: None };
+    let layers = Layers::at(&root.isle_layers(&id), &lower);
+    let mut record = Record {
+        id: id.clone(),
+        status: Status::Creating,
+        created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        supervisor: ProcessId::current(),
+        pid: None,
+        image: image_name,
+        rootfs: lower.clone(),
+        layers: layers.dir.clone(),
+    };
+    record.save(&run_dir)?;
+
+    held.layers = Some(layers.clone());
+    layers.create(req.userns.then_some((USERNS_HOST_BASE, USERNS_HOST_BASE)))?;
+    let cgroups = Cgroups::create(&id, &resources)?;
+    held.cgroups = Some(cgroups);
+    let cgroups = held.cgroups.as_ref().expect("just set");
+
+    let opts = RunOptions {
+        args,
+        env: req.env.clone(),
+        cwd,
+        hostname: hostname_given.unwrap_or_else(|| short_id(&id).to_string()),
+        tty: req.tty,
+        userns: req.userns,
+        privileged: req.privileged,
+        resources: resources.clone(),
+    };
+    let spec = spec::build(&opts, layers.merged.clone()).map_err(IsleError::from)?;
+    let config = run_dir.join("config.json");
+    super::record::write_atomic(&config, &serde_json::to_vec_pretty(&spec).expect("specs serialize"))?;
+
+    // 3. Start and supervise.
+    let ctx = InitContext {
+        spec,
+        layers: layers.clone(),
+        interactive: req.interactive,
+    };
+    let started = parent::start(&ctx, |pid| {
+        cgroups.add_task(pid.as_raw())?;
+        record.pid = ProcessId::of(pid.as_raw());
+        record.status = Status::Running;
+        record.save(&run_dir)?;
+        Ok(())
+    })?;
+    tracing::debug!(isle = %id, pid = started.pid.as_raw(), "isle started");
+    let exit = foreground::supervise(started.pid, &signal_fd, started.pty_master.as_ref(), req.interactive)?;
+
+    let oom_kills = cgroups.oom_kills();
+    let memory_limit = resources.memory().as_ref().and_then(|m| m.limit());
+    let mut id_short = [0u8; 12];
+    id_short.copy_from_slice(&id.as_bytes()[..12]);
+    drop(held);
+    Ok(RunOutcome { id_short, exit, oom_kills, memory_limit })
+}
+
+/// `/bin/bash` when the image has it, as the default image does; else `/bin/sh`.
+fn default_command(lower: &Path) -> Result<Vec<String>> {
+    for candidate in ["bin/bash", "bin/sh"] {
+        // Resolve inside the image: /bin is often a relative symlink to usr/bin.
+        if resolves_inside(lower, candidate) {
+            return Ok(vec![format!("/{candidate}")]);
+        }
+    }
+    Err(IsleError::NoDefaultCommand.into())
+}
+
+fn resolves_inside(root: &Path, rel: &str) -> bool {
+    let mut path = root.to_path_buf();
+    for part in rel.split('/') {
+        path.push(part);
+        let mut hops = 0;
+        while let Ok(target) = fs::read_link(&path) {
+            hops += 1;
+            if hops > 16 {
+                return false;
+            }
+            path.pop();
+            if target.is_absolute() {
+                path = root.join(target.strip_prefix("/").unwrap_or(&target));
+            } else {
+                path.push(target);
+            }
+        }
+    }
+    path.is_file()
+}
+
+fn validate_hostname(h: &str) -> Result<(), IsleError> {
+    let ok = !h.is_empty()
+        && h.len() <= 63
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !h.starts_with('-')
+        && !h.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(IsleError::BadHostname(h.to_string()))
+    }
+}
+
+fn validate_env(e: &str) -> Result<(), IsleError> {
+    match e.split_once('=') {
+        Some((k, _)) if !k.is_empty() && !k.contains('\0') => Ok(()),
+        _ => Err(IsleError::BadEnv(e.to_string())),
+    }
+}
+
+/// The whole-disk block device (major, minor) holding `path`, which is where
+/// an isle's reads and writes land: blkio throttling applies to disks, so a
+/// partition is mapped to its disk. File systems without a block device of
+/// their own (btrfs, tmpfs) are traced through mountinfo, and in the end to
+/// the device of `/`.
+pub fn block_device_of(path: &Path) -> Result<(u64, u64), IsleError> {
+    let dev = fs::metadata(path).map_err(io_err("inspecting", path))?.dev();
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    if let Some(d) = whole_disk(major, minor) {
+        return Ok(d);
+    }
+    if let Some(d) = mount_source_device(path).and_then(|(ma, mi)| whole_disk(ma, mi)) {
+        return Ok(d);
+    }
+    if path != Path::new("/") {
+        tracing::debug!("{} has no block device of its own; throttling the device of /", path.display());
+        return block_device_of(Path::new("/"));
+    }
+    Err(IsleError::NoBlockDevice { path: path.to_path_buf(), reason: format!("device {major}:{minor} is not a block device") })
+}
+
+fn whole_disk(major: u64, minor: u64) -> Option<(u64, u64)> {
+    let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    if !sys.exists() {
+        return None;
+    }
+    if sys.join("partition").exists() {
+        let parent = fs::canonicalize(&sys).ok()?.parent()?.join("dev");
+        let text = fs::read_to_string(parent).ok()?;
+        let (ma, mi) = text.trim().split_once(':')?;
+        return Some((ma.parse().ok()?, mi.parse().ok()?));
+    }
+    Some((major, minor))
+}
+
+/// The device named as the source of the mount that holds `path`.
+fn mount_source_device(path: &Path) -> Option<(u64, u64)> {
+    let path = fs::canonicalize(path).ok()?;
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mut best: Option<(usize, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let mount_point = fields.get(4)?;
+        let sep = fields.iter().position(|f| *f == "-")?;
+        let source = fields.get(sep + 2)?;
+        if path.starts_with(mount_point) && best.as_ref().map(|(l, _)| mount_point.len() >= *l).unwrap_or(true) {
+            best = Some((mount_point.len(), source.to_string()));
+        }
+    }
+    let rdev = fs::metadata(best?.1).ok()?.rdev();
+    Some((nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_are_checked() {
+        assert!(validate_hostname("isle-1").is_ok());
+        for bad in ["", "-a", "a-", "a_b", &"x".repeat(64)] {
+            assert!(validate_hostname(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn env_needs_a_key() {
+        assert!(validate_env("A=").is_ok());
+        assert!(validate_env("=x").is_err());
+        assert!(validate_env("A").is_err());
+    }
+
+    #[test]
+    fn the_root_disk_is_found() {
+        let (major, _) = block_device_of(Path::new("/")).unwrap();
+        assert!(major > 0);
+    }
+}
