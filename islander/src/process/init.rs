@@ -21,7 +21,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use super::message::{Channel, Message};
 use super::signals::unblock_all;
 use super::{ProcessError, Result};
-use crate::rootfs::{devices, hardening, mounts, overlay::Layers};
+use crate::rootfs::{devices, hardening, idmap, mounts, overlay::Layers};
 
 /// Everything init needs, prepared by the parent before the clone.
 pub struct InitContext {
@@ -68,9 +68,13 @@ fn init(ctx: &InitContext, chan: &Channel) -> Result<Infallible> {
     // channel is closed and the wait for the go-ahead below reads EOF.
     // (getppid() cannot tell: in a new PID namespace it reads 0.)
 
-    match chan.recv()? {
-        Some((Message::Go, _)) => {}
-        other => return Err(ProcessError::Protocol(format!("expected go-ahead, got {other:?}"))),
+    let mut idmapped_lower = None;
+    loop {
+        match chan.recv()? {
+            Some((Message::Go, _)) => break,
+            Some((Message::IdmappedLower, Some(fd))) => idmapped_lower = Some(fd),
+            other => return Err(ProcessError::Protocol(format!("expected go-ahead, got {other:?}"))),
+        }
     }
 
     let spec = &ctx.spec;
@@ -86,7 +90,7 @@ fn init(ctx: &InitContext, chan: &Channel) -> Result<Infallible> {
     // rather than reaching the isle twice.
     setsid().map_err(sys("setsid"))?;
 
-    build_root(spec, &ctx.layers, userns).map_err(setup)?;
+    build_root(spec, &ctx.layers, userns, idmapped_lower.as_ref()).map_err(setup)?;
     if let Some(masked) = linux.masked_paths() {
         hardening::mask(masked).map_err(setup)?;
     }
@@ -133,9 +137,16 @@ fn init(ctx: &InitContext, chan: &Channel) -> Result<Infallible> {
 }
 
 /// Overlay, kernel file systems, `/dev`, then `pivot_root` into it.
-fn build_root(spec: &Spec, layers: &Layers, userns: bool) -> crate::rootfs::Result<()> {
+fn build_root(spec: &Spec, layers: &Layers, userns: bool, idmapped_lower: Option<&OwnedFd>) -> crate::rootfs::Result<()> {
     mounts::make_private()?;
-    mounts::mount_overlay(layers)?;
+    match idmapped_lower {
+        Some(tree) => {
+            let mapped = layers.mapped_lower();
+            idmap::attach(tree, &mapped.lower)?;
+            mounts::mount_overlay(&mapped)?;
+        }
+        None => mounts::mount_overlay(layers)?,
+    }
     // pivot_root needs the new root to be a mount point of its own; the
     // overlay is one.
     let root = &layers.merged;

@@ -18,6 +18,9 @@ use super::{ProcessError, Result};
 pub enum Message {
     /// Parent to init: id maps written and cgroups joined; go on.
     Go,
+    /// Parent to init: the image as a detached, idmapped mount (`--userns`)
+    /// rides along, to be the overlay's lower layer.
+    IdmappedLower,
     /// Init to parent: the pty master of the isle's terminal rides along.
     PtyMaster,
     /// Init to parent: setting the isle up failed before exec.

@@ -75,6 +75,9 @@ pub fn start(ctx: &InitContext, join: impl FnOnce(Pid) -> crate::Result<()>) -> 
     if let Some(maps) = linux.and_then(|l| l.gid_mappings().as_ref()) {
         write_map(pid, "gid_map", maps).map_err(|e| abort(e.into()))?;
     }
+    if linux.and_then(|l| l.uid_mappings().as_ref()).is_some() {
+        send_idmapped_lower(pid, &ctx.layers.lower, &parent_end).map_err(abort)?;
+    }
     join(pid).map_err(abort)?;
     parent_end.send(&Message::Go).map_err(|e| abort(e.into()))?;
 
@@ -108,4 +111,15 @@ fn write_map(pid: Pid, file: &str, maps: &[LinuxIdMapping]) -> Result<()> {
         .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
         .collect();
     std::fs::write(&path, body).map_err(|source| ProcessError::Io { path, source })
+}
+
+/// Maps the image through the isle's user namespace and passes the detached
+/// mount to init (see `rootfs::idmap`).
+fn send_idmapped_lower(pid: Pid, lower: &std::path::Path, chan: &super::message::Channel) -> crate::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ns_path = format!("/proc/{pid}/ns/user");
+    let userns = std::fs::File::open(&ns_path).map_err(|source| ProcessError::Io { path: ns_path, source })?;
+    let tree = crate::rootfs::idmap::mapped_tree(lower, userns.as_raw_fd())?;
+    chan.send_with_fd(&Message::IdmappedLower, Some(tree.as_raw_fd()))?;
+    Ok(())
 }

@@ -9,6 +9,7 @@
 
 pub mod devices;
 pub mod hardening;
+pub mod idmap;
 pub mod mounts;
 pub mod overlay;
 

@@ -47,12 +47,20 @@ impl Layers {
             None => (meta.uid(), meta.gid()),
         };
         if owner.is_some() {
-            for d in [&self.dir, &self.work, &self.merged] {
+            let lower_mnt = self.dir.join("lower");
+            fs::create_dir(&lower_mnt).map_err(fs_err("creating", &lower_mnt))?;
+            for d in [&self.dir, &self.work, &self.merged, &lower_mnt] {
                 chown(d, Some(owner.unwrap().0), Some(owner.unwrap().1)).map_err(fs_err("chown", d))?;
             }
         }
         chown(&self.upper, Some(uid), Some(gid)).map_err(fs_err("chown", &self.upper))?;
         Ok(())
+    }
+
+    /// The same layers over the idmapped view of the image that `--userns`
+    /// isles mount at `<dir>/lower` (see `rootfs::idmap`).
+    pub fn mapped_lower(&self) -> Layers {
+        Layers { lower: self.dir.join("lower"), ..self.clone() }
     }
 
     /// The overlay mount's option string.
