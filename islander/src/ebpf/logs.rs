@@ -102,8 +102,10 @@ fn read_until_stopped(mut logger: EbpfLogger<ToTracing>, wake: OwnedFd) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
-                    let err = io::Error::from(errno);
-                    tracing::error!("no longer reading eBPF log records: polling their ring buffer failed: {err}");
+                    tracing::error!(
+                        "no longer reading eBPF log records: polling their ring buffer failed: {}",
+                        io::Error::from(errno)
+                    );
                     return;
                 }
             }

@@ -127,6 +127,10 @@ fn init(ctx: &InitContext, chan: &Channel) -> Result<Infallible> {
     let c_prog = CString::new(program.as_os_str().as_bytes()).map_err(setup)?;
     let c_args: Vec<CString> = args.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(setup)?;
     let c_env: Vec<CString> = env.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(setup)?;
+    match chan.recv()? {
+        Some((Message::Joined, _)) => {}
+        other => return Err(ProcessError::Protocol(format!("expected cgroups joined, got {other:?}"))),
+    }
     reset_signals();
     unblock_all()?;
     let err = execve(&c_prog, &c_args, &c_env).unwrap_err();

@@ -16,8 +16,10 @@ use super::{ProcessError, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Message {
-    /// Parent to init: id maps written and cgroups joined; go on.
+    /// Parent to init: id maps written; build the isle.
     Go,
+    /// Parent to init: cgroups joined; exec when ready.
+    Joined,
     /// Parent to init: the image as a detached, idmapped mount (`--userns`)
     /// rides along, to be the overlay's lower layer.
     IdmappedLower,

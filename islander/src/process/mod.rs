@@ -1,6 +1,7 @@
 //! The processes of an isle, one module per stage:
 //! - [`parent`]: islander's side; clones the isle's init into its new
-//!   namespaces, writes its id maps, joins it to its cgroups and releases it;
+//!   namespaces, writes its id maps, joins it to its cgroups (while init
+//!   builds its root) and releases it to exec;
 //! - [`init`]: the isle's first process; builds the root file system, drops
 //!   privileges and execs the command (it becomes the isle's PID 1);
 //! - [`foreground`]: islander's side once the command runs: forwards signals,

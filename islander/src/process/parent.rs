@@ -78,13 +78,18 @@ pub fn start(ctx: &InitContext, join: impl FnOnce(Pid) -> crate::Result<()>) -> 
     if linux.and_then(|l| l.uid_mappings().as_ref()).is_some() {
         send_idmapped_lower(pid, &ctx.layers.lower, &parent_end).map_err(abort)?;
     }
-    join(pid).map_err(abort)?;
     parent_end.send(&Message::Go).map_err(|e| abort(e.into()))?;
+    // Joining cgroups costs an RCU grace period in cgroup v1 (several ms);
+    // init builds the root file system meanwhile and waits for `Joined`
+    // only before exec, so the command runs wholly inside its limits.
+    join(pid).map_err(abort)?;
+    let released = parent_end.send(&Message::Joined).is_ok();
 
     let mut pty_master = None;
     loop {
         match parent_end.recv().map_err(|e| abort(e.into()))? {
-            None => return Ok(Started { pid, pty_master }),
+            None if released => return Ok(Started { pid, pty_master }),
+            None => return Err(abort(ProcessError::Setup("the isle's init died during set-up".into()).into())),
             Some((Message::PtyMaster, fd)) => pty_master = fd,
             Some((Message::SetupFailed { reason }, _)) => {
                 return Err(abort(ProcessError::Setup(reason).into()))
