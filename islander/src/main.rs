@@ -4,6 +4,7 @@ mod cli;
 
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 
 use cli::{Cli, Command};
@@ -12,7 +13,10 @@ use cli::{Cli, Command};
 const ENGINE_FAILURE: u8 = 125;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
     islander::logging::init(cli.verbose);
     let root = cli.state_root();
     let result = match cli.command {
@@ -36,4 +40,24 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Help and version go to stdout with status 0; a usage mistake becomes one
+/// `islander:` line (clap's first line, with its hint) and status 125, as
+/// every other bad input does.
+fn usage_error(err: clap::Error) -> ExitCode {
+    if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = err.render().to_string();
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let hint = lines
+        .find(|l| l.starts_with("tip:") || l.starts_with("[possible values:"))
+        .map(|l| format!(" ({l})"))
+        .unwrap_or_default();
+    eprintln!("islander: {first}{hint}; see 'islander --help'");
+    ExitCode::from(ENGINE_FAILURE)
 }

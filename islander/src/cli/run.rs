@@ -15,6 +15,9 @@ pub struct RunArgs {
     /// A directory to use as the isle's (read-only) lower layer instead of an image.
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
+    /// A unique name for the isle.
+    #[arg(long)]
+    pub name: Option<String>,
     /// Host name inside the isle [default: the isle's short id].
     #[arg(long)]
     pub hostname: Option<String>,
@@ -72,6 +75,7 @@ pub fn run(root: &StateRoot, args: RunArgs) -> anyhow::Result<i32> {
         env: args.env,
         workdir: args.workdir,
         hostname: args.hostname,
+        name: args.name,
         interactive: args.interactive,
         tty: args.tty,
         userns: args.userns,

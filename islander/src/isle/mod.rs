@@ -15,6 +15,10 @@ pub enum IsleError {
     NoRootfs(PathBuf),
     #[error("invalid --hostname '{0}': use 1 to 63 letters, digits and '-', not starting or ending with '-'")]
     BadHostname(String),
+    #[error("invalid --name '{0}': use letters, digits, '_', '.' and '-', starting with a letter or digit, at most 128 characters")]
+    BadName(String),
+    #[error("the name '{name}' is already used by isle {}; choose another or remove that isle", &id[..12])]
+    NameInUse { name: String, id: String },
     #[error("invalid --env '{0}': use KEY=VALUE with a non-empty KEY without '='")]
     BadEnv(String),
     #[error("invalid --workdir '{0}': use an absolute path inside the isle")]

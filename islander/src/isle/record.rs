@@ -68,6 +68,8 @@ pub struct Record {
     /// The isle's PID 1 on the host, once started.
     pub pid: Option<ProcessId>,
     pub image: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
     pub rootfs: PathBuf,
     pub layers: PathBuf,
 }
@@ -117,6 +119,7 @@ mod tests {
             supervisor: ProcessId::current(),
             pid: None,
             image: Some("busybox".into()),
+            name: None,
             rootfs: "/x".into(),
             layers: "/y".into(),
         };

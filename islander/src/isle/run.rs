@@ -29,6 +29,7 @@ pub struct RunRequest {
     pub env: Vec<String>,
     pub workdir: Option<PathBuf>,
     pub hostname: Option<String>,
+    pub name: Option<String>,
     pub interactive: bool,
     pub tty: bool,
     pub userns: bool,
@@ -86,6 +87,9 @@ pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
     if let Some(h) = &hostname_given {
         validate_hostname(h)?;
     }
+    if let Some(n) = &req.name {
+        validate_name(n)?;
+    }
     for e in &req.env {
         validate_env(e)?;
     }
@@ -122,6 +126,11 @@ pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
     let run_dir = root.isle_run(&id);
     fs::create_dir(&run_dir).map_err(io_err("creating", &run_dir))?;
     let mut held = Held { root, id: id.clone(), cgroups: None, layers: None };
+    // Claim the name before anything else exists; the claim is the record.
+    let name_lock = match &req.name {
+        Some(n) => Some(claim_name(root, n, &id)?),
+        None => None,
+    };
     let layers = Layers::at(&root.isle_layers(&id), &lower);
     let mut record = Record {
         id: id.clone(),
@@ -130,10 +139,12 @@ pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
         supervisor: ProcessId::current(),
         pid: None,
         image: image_name,
+        name: req.name.clone(),
         rootfs: lower.clone(),
         layers: layers.dir.clone(),
     };
     record.save(&run_dir)?;
+    drop(name_lock);
 
     held.layers = Some(layers.clone());
     layers.create(req.userns.then_some((USERNS_HOST_BASE, USERNS_HOST_BASE)))?;
@@ -222,6 +233,41 @@ fn validate_hostname(h: &str) -> Result<(), IsleError> {
     } else {
         Err(IsleError::BadHostname(h.to_string()))
     }
+}
+
+fn validate_name(n: &str) -> Result<(), IsleError> {
+    let mut bytes = n.bytes();
+    let ok = n.len() <= 128
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(IsleError::BadName(n.to_string()))
+    }
+}
+
+/// Refuses a name that a live isle of this root already has. An flock on
+/// a lock file makes check-and-record atomic between islanders; it is held
+/// (the returned value) until the record, which carries the name, is written.
+fn claim_name(root: &StateRoot, name: &str, id: &str) -> Result<nix::fcntl::Flock<fs::File>, IsleError> {
+    let lock_path = root.isles_run_dir().join(".names.lock");
+    let file = fs::File::create(&lock_path).map_err(io_err("creating", &lock_path))?;
+    let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| IsleError::Io { op: "locking", path: lock_path.clone(), source: e.into() })?;
+    if let Ok(entries) = fs::read_dir(root.isles_run_dir()) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy() == id {
+                continue;
+            }
+            if let Some(rec) = Record::load(&entry.path()) {
+                if rec.name.as_deref() == Some(name) && rec.supervisor.is_alive() {
+                    return Err(IsleError::NameInUse { name: name.to_string(), id: rec.id });
+                }
+            }
+        }
+    }
+    Ok(lock)
 }
 
 fn validate_env(e: &str) -> Result<(), IsleError> {
