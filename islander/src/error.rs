@@ -19,6 +19,8 @@ pub enum Error {
     Isle(#[from] crate::isle::IsleError),
     #[error(transparent)]
     Ebpf(#[from] crate::ebpf::EbpfError),
+    #[error(transparent)]
+    Logger(#[from] crate::logger::LoggerError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod image;
 pub mod isle;
 pub mod limits;
+pub mod logger;
 pub mod logging;
 pub mod paths;
 pub mod process;

@@ -53,7 +53,7 @@ pub type Result<T, E = LimitError> = std::result::Result<T, E>;
 
 /// The limit options as the CLI received them, unparsed. `None` (or an empty
 /// vector) means the option was not given and its default applies.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct LimitArgs {
     pub memory_in_bytes: Option<String>,
     pub cpu_shares: Option<String>,

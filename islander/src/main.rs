@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cli::run::run(&root, args),
         Command::Image { cmd } => cli::image::run(&root, cmd),
+        Command::Supervise => cli::supervise::run(),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -30,16 +31,32 @@ fn main() -> ExitCode {
             // what is accepted; the chain adds where it happened.
             let msg = err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
             eprintln!("islander: {msg}");
-            let code = err
-                .downcast_ref::<islander::Error>()
-                .map(|e| match e {
-                    islander::Error::Process(p) => p.exit_code() as u8,
-                    _ => ENGINE_FAILURE,
-                })
-                .unwrap_or(ENGINE_FAILURE);
-            ExitCode::from(code)
+            ExitCode::from(err.downcast_ref::<islander::Error>().map(exit_code).unwrap_or(ENGINE_FAILURE))
         }
     }
+}
+
+/// The exit status for an engine error, as Docker's: 127 for a command that
+/// is not in the isle, 126 for one that cannot run, 125 for all else.
+pub fn exit_code(e: &islander::Error) -> u8 {
+    match e {
+        islander::Error::Process(p) => p.exit_code() as u8,
+        _ => ENGINE_FAILURE,
+    }
+}
+
+/// An engine error as the one line islander prints.
+pub fn error_line(e: &islander::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg = format!("{msg}: {text}");
+        }
+        src = s.source();
+    }
+    msg
 }
 
 /// Help and version go to stdout with status 0; a usage mistake becomes one

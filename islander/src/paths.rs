@@ -23,6 +23,11 @@ impl StateRoot {
         StateRoot { lib: Self::DEFAULT_LIB.into(), run: Self::DEFAULT_RUN.into() }
     }
 
+    /// Explicit directories, as a detached isle's supervisor receives them.
+    pub fn from_dirs(lib: PathBuf, run: PathBuf) -> Self {
+        StateRoot { lib, run }
+    }
+
     /// Everything under one directory: `DIR/lib` and `DIR/run`.
     pub fn under(dir: &Path) -> Self {
         StateRoot { lib: dir.join("lib"), run: dir.join("run") }

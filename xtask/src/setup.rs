@@ -26,9 +26,16 @@ const PACKAGES: &[&str] = &[
     "debootstrap",
     // The tests' small image.
     "busybox-static",
-    // The benchmarks' peer.
+    // The benchmarks' peers: runc for start-up, bpftrace for eBPF overhead.
     "runc",
+    "bpftrace",
+    // The metrics tests: a real Prometheus scraping islander, and promtool.
+    "prometheus",
+    // Static helper programs compiled for the tests (getpid loops, writers).
+    "gcc",
+    "libc6-dev",
     "iproute2",
+    // Terminal tests (attach) drive islander under tmux.
     "tmux",
 ];
 

@@ -3,6 +3,7 @@
 
 pub mod image;
 pub mod run;
+pub mod supervise;
 
 use std::path::PathBuf;
 
@@ -34,6 +35,9 @@ pub enum Command {
         #[command(subcommand)]
         cmd: image::ImageCommand,
     },
+    /// The supervisor of a detached isle (started by `run -d`).
+    #[command(hide = true)]
+    Supervise,
 }
 
 impl Cli {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use islander::isle::run::{self, RunRequest};
 use islander::limits::LimitArgs;
+use islander::logger::Rotation;
 use islander::paths::StateRoot;
 
 #[derive(Debug, Args)]
@@ -27,6 +28,15 @@ pub struct RunArgs {
     /// Give the isle a terminal.
     #[arg(short, long)]
     pub tty: bool,
+    /// Run in the background: print the isle's id and return at once.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Rotate the isle's log when a file reaches SIZE (<number>[k|m|g]). [default: 20m]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub log_max_size: Option<String>,
+    /// Keep at most N log files. [default: 5]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub log_max_file: Option<String>,
     /// Set an environment variable in the isle (repeatable).
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -80,6 +90,10 @@ pub fn run(root: &StateRoot, args: RunArgs) -> anyhow::Result<i32> {
         tty: args.tty,
         userns: args.userns,
         privileged: args.privileged,
+        detach: args.detach,
+        log_rotation: Rotation::parse(args.log_max_size.as_deref(), args.log_max_file.as_deref())
+            .map_err(islander::Error::from)?,
+        id: None,
         limits: LimitArgs {
             memory_in_bytes: Some(args.memory_in_bytes),
             cpu_shares: Some(args.cpu_shares),
@@ -91,6 +105,9 @@ pub fn run(root: &StateRoot, args: RunArgs) -> anyhow::Result<i32> {
             privileged: args.privileged,
         },
     };
+    if req.detach {
+        return detach(root, req);
+    }
     let outcome = run::run(root, req)?;
     if outcome.oom_kills > 0 {
         let limit = outcome.memory_limit.map(|l| format!(" (memory limit {l} bytes)")).unwrap_or_default();
@@ -101,4 +118,51 @@ pub fn run(root: &StateRoot, args: RunArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(outcome.exit.status())
+}
+
+/// `run -d`: hands the request to a new supervisor in a session of its own
+/// and waits only for its answer: the isle's id, or why it did not start.
+fn detach(root: &StateRoot, mut req: RunRequest) -> anyhow::Result<i32> {
+    use std::io::{BufRead, Write};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    use super::supervise::{Answer, Launch};
+
+    let id = islander::isle::new_id();
+    req.id = Some(id.clone());
+    let launch = Launch { lib: root.lib().to_path_buf(), run: root.run().to_path_buf(), request: req };
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("supervise").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    // SAFETY: setsid is async-signal-safe; the supervisor must not belong to
+    // the CLI's session, whose end (a closed terminal, a SIGHUP) it outlives.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    {
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(serde_json::to_string(&launch)?.as_bytes())?;
+    }
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    match serde_json::from_str::<Answer>(line.trim()) {
+        Ok(Answer::Started { id }) => {
+            println!("{id}");
+            Ok(0)
+        }
+        Ok(Answer::Failed { message, code }) => {
+            let _ = child.wait();
+            eprintln!("islander: {message}");
+            Ok(code)
+        }
+        Err(_) => {
+            let status = child.wait()?;
+            anyhow::bail!("the supervisor of isle {} exited without starting it ({status})", &id[..12])
+        }
+    }
 }

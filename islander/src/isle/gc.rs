@@ -1,14 +1,14 @@
 //! Reconciling state that a killed islander left behind.
 //!
-//! A foreground isle dies with its islander (PR_SET_PDEATHSIG), but islander
-//! itself may be killed before it removes the isle's cgroups, layer and
-//! record. Every command first looks for records whose supervisor is gone
-//! and finishes their clean-up, so a later command always finds a consistent
-//! state.
+//! An isle dies with its supervising islander (PR_SET_PDEATHSIG), but the
+//! supervisor itself may be killed before it cleans up. Every command first
+//! looks for records whose supervisor is gone: a foreground isle's traces
+//! are removed; a detached isle is marked exited and keeps its layer and log
+//! until `rm`. So a later command always finds a consistent state.
 
 use std::fs;
 
-use super::record::Record;
+use super::record::{ExitRecord, Record, Status};
 use crate::cgroups::Cgroups;
 use crate::paths::StateRoot;
 use crate::rootfs::overlay::Layers;
@@ -22,6 +22,18 @@ pub fn reap_orphans(root: &StateRoot) -> Vec<String> {
             let id = entry.file_name().to_string_lossy().into_owned();
             let run_dir = entry.path();
             let orphaned = match Record::load(&run_dir) {
+                Some(rec) if rec.status == Status::Exited => false,
+                Some(mut rec) if rec.detached && rec.status == Status::Running && !rec.supervisor.is_alive() => {
+                    // Its supervisor was killed, and the isle with it
+                    // (PR_SET_PDEATHSIG): it is exited, with no status to
+                    // tell; its layer and log stay for `logs` and `rm`.
+                    tracing::info!(isle = %id, "the supervisor is gone; marking the isle exited");
+                    let _ = Cgroups::open(&id).destroy();
+                    rec.status = Status::Exited;
+                    rec.exit = Some(ExitRecord { exit: None, oom_killed: Cgroups::open(&id).oom_kills() > 0, finished_unix: 0 });
+                    let _ = rec.save(&run_dir);
+                    false
+                }
                 Some(rec) => !rec.supervisor.is_alive(),
                 // A directory without a readable record: its creator died
                 // before the first atomic write, or it is not ours at all.

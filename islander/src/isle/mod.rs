@@ -1,6 +1,7 @@
 //! Isles: their identity, their on-disk record, and the lifecycle verbs, one
 //! file each (`run.rs`, ...). `gc.rs` reconciles what a killed islander left.
 
+pub mod exec;
 pub mod gc;
 pub mod record;
 pub mod run;
@@ -19,6 +20,12 @@ pub enum IsleError {
     BadName(String),
     #[error("the name '{name}' is already used by isle {}; choose another or remove that isle", &id[..12])]
     NameInUse { name: String, id: String },
+    #[error("isle {0} is not running")]
+    NotRunning(String),
+    #[error("the state of isle {id} is damaged: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("invalid isle id '{0}': an id is 64 hexadecimal digits")]
+    BadId(String),
     #[error("invalid --env '{0}': use KEY=VALUE with a non-empty KEY without '='")]
     BadEnv(String),
     #[error("invalid --workdir '{0}': use an absolute path inside the isle")]

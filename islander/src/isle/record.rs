@@ -16,6 +16,17 @@ use super::{io_err, Result};
 pub enum Status {
     Creating,
     Running,
+    /// Ended; only detached isles keep a record in this state (until `rm`).
+    Exited,
+}
+
+/// How a detached isle ended, as its supervisor saw it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitRecord {
+    /// `None` when the supervisor itself was killed and could not tell.
+    pub exit: Option<crate::process::supervisor::Exit>,
+    pub oom_killed: bool,
+    pub finished_unix: u64,
 }
 
 /// Identifies a process across pid reuse: its pid and its start time in
@@ -72,6 +83,14 @@ pub struct Record {
     pub name: Option<String>,
     pub rootfs: PathBuf,
     pub layers: PathBuf,
+    #[serde(default)]
+    pub detached: bool,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub log_dir: PathBuf,
+    #[serde(default)]
+    pub exit: Option<ExitRecord>,
 }
 
 impl Record {
@@ -122,6 +141,10 @@ mod tests {
             name: None,
             rootfs: "/x".into(),
             layers: "/y".into(),
+            detached: false,
+            command: vec![],
+            log_dir: "/y/log".into(),
+            exit: None,
         };
         rec.save(&dir).unwrap();
         let back = Record::load(&dir).unwrap();

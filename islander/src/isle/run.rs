@@ -1,27 +1,34 @@
 //! `islander run`: validate everything, then create the isle's record,
-//! layer and cgroups, start it, supervise it in the foreground, and remove
-//! every trace of it when it ends, on every path out.
+//! layer and cgroups, start it, and supervise it: in the foreground, where
+//! islander is the supervisor and removes every trace of the isle when it
+//! ends, or detached, where `islander supervise` (see `cli/supervise.rs`)
+//! is, and keeps the exited isle's record, layer and log until `rm`.
 
 use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::record::{ProcessId, Record, Status};
+use serde::{Deserialize, Serialize};
+
+use super::record::{ExitRecord, ProcessId, Record, Status};
 use super::{gc, io_err, new_id, short_id, IsleError};
 use crate::cgroups::Cgroups;
 use crate::image::ImageStore;
 use crate::limits::{self, LimitArgs};
+use crate::logger::writer::LogWriter;
+use crate::logger::Rotation;
 use crate::paths::StateRoot;
-use crate::process::foreground::{self, Exit};
 use crate::process::init::InitContext;
-use crate::process::{parent, signals};
+use crate::process::supervisor::{self, Exit, IsleOutput, Supervision};
+use crate::process::{parent, signals, ProcessError};
 use crate::rootfs::overlay::Layers;
 use crate::spec::{self, RunOptions, USERNS_HOST_BASE};
 use crate::Result;
 
 /// What the user asked `islander run` for, as plain values.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunRequest {
     pub image: Option<String>,
     pub rootfs: Option<PathBuf>,
@@ -34,13 +41,18 @@ pub struct RunRequest {
     pub tty: bool,
     pub userns: bool,
     pub privileged: bool,
+    pub detach: bool,
     pub limits: LimitArgs,
+    pub log_rotation: Rotation,
+    /// The isle's id, when the caller chose it (a detached isle's CLI does,
+    /// so that it can name the isle before its supervisor reports).
+    pub id: Option<String>,
 }
 
 /// How a foreground isle ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOutcome {
-    pub id_short: [u8; 12],
+    pub id: String,
     pub exit: Exit,
     /// Processes of the isle the kernel's OOM killer ended.
     pub oom_kills: u64,
@@ -49,17 +61,20 @@ pub struct RunOutcome {
 
 impl RunOutcome {
     pub fn short_id(&self) -> &str {
-        std::str::from_utf8(&self.id_short).unwrap_or("?")
+        short_id(&self.id)
     }
 }
 
 /// Everything an isle holds on the host, released in reverse order of
 /// creation when dropped: whatever path leaves `run`, nothing stays behind.
+/// A detached isle that started keeps its record, layer and log
+/// (`keep_files`) until `islander rm`.
 struct Held<'a> {
     root: &'a StateRoot,
     id: String,
     cgroups: Option<Cgroups>,
     layers: Option<Layers>,
+    keep_files: bool,
 }
 
 impl Drop for Held<'_> {
@@ -68,6 +83,9 @@ impl Drop for Held<'_> {
             if let Err(e) = cg.destroy() {
                 tracing::warn!(isle = %self.id, "removing cgroups: {e}");
             }
+        }
+        if self.keep_files {
+            return;
         }
         if let Some(layers) = self.layers.take() {
             if let Err(e) = layers.remove() {
@@ -78,8 +96,56 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Runs an isle in the foreground and returns how it ended.
-pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
+/// A created isle, ready to start.
+struct Prepared<'a> {
+    held: Held<'a>,
+    record: Record,
+    run_dir: PathBuf,
+    ctx: InitContext,
+    memory_limit: Option<i64>,
+}
+
+/// The isle's stdio descriptors: islander's ends, and init's (0, 1, 2).
+struct Pipes {
+    ours: IsleOutput,
+    theirs: [Option<OwnedFd>; 3],
+    /// A detached `-i` isle's stdin: held open, so the isle's reads block
+    /// (for `islander attach`) instead of seeing end of file.
+    _stdin_writer: Option<OwnedFd>,
+}
+
+fn pipes(req: &RunRequest) -> Result<Pipes> {
+    let mk = || -> Result<(OwnedFd, OwnedFd)> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ProcessError::Sys("pipe", e))?;
+        // A larger pipe lets a chatty isle run ahead of the logger.
+        // SAFETY: F_SETPIPE_SZ on a pipe we own; failure only keeps 64 KiB.
+        unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+        Ok((r, w))
+    };
+    if req.tty {
+        return Ok(Pipes { ours: IsleOutput::default(), theirs: [None, None, None], _stdin_writer: None });
+    }
+    let (out_r, out_w) = mk()?;
+    let (err_r, err_w) = mk()?;
+    let (stdin, writer) = if req.detach && req.interactive {
+        let (r, w) = mk()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    Ok(Pipes {
+        ours: IsleOutput { pty: None, stdout: Some(out_r), stderr: Some(err_r) },
+        theirs: [stdin, Some(out_w), Some(err_w)],
+        _stdin_writer: writer,
+    })
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Validates the request, then creates record, layer and cgroups.
+fn prepare<'a>(root: &'a StateRoot, req: &RunRequest) -> Result<Prepared<'a>> {
     gc::reap_orphans(root);
 
     // 1. Validate everything before creating anything.
@@ -121,36 +187,41 @@ pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
 
     // 2. Create: record first, so that a crash at any later point is found
     //    and cleaned by the next islander.
-    let signal_fd = signals::block()?;
-    let id = new_id();
+    let id = match &req.id {
+        Some(id) if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => id.clone(),
+        Some(id) => return Err(IsleError::BadId(id.clone()).into()),
+        None => new_id(),
+    };
     let run_dir = root.isle_run(&id);
     fs::create_dir(&run_dir).map_err(io_err("creating", &run_dir))?;
-    let mut held = Held { root, id: id.clone(), cgroups: None, layers: None };
+    let mut held = Held { root, id: id.clone(), cgroups: None, layers: None, keep_files: false };
     // Claim the name before anything else exists; the claim is the record.
     let name_lock = match &req.name {
         Some(n) => Some(claim_name(root, n, &id)?),
         None => None,
     };
     let layers = Layers::at(&root.isle_layers(&id), &lower);
-    let mut record = Record {
+    let record = Record {
         id: id.clone(),
         status: Status::Creating,
-        created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        created_unix: now_unix(),
         supervisor: ProcessId::current(),
         pid: None,
         image: image_name,
         name: req.name.clone(),
         rootfs: lower.clone(),
         layers: layers.dir.clone(),
+        detached: req.detach,
+        command: args.clone(),
+        log_dir: layers.dir.join("log"),
+        exit: None,
     };
     record.save(&run_dir)?;
     drop(name_lock);
 
     held.layers = Some(layers.clone());
     layers.create(req.userns.then_some((USERNS_HOST_BASE, USERNS_HOST_BASE)))?;
-    let cgroups = Cgroups::create(&id, &resources)?;
-    held.cgroups = Some(cgroups);
-    let cgroups = held.cgroups.as_ref().expect("just set");
+    held.cgroups = Some(Cgroups::create(&id, &resources)?);
 
     let opts = RunOptions {
         args,
@@ -165,29 +236,93 @@ pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
     let spec = spec::build(&opts, layers.merged.clone()).map_err(IsleError::from)?;
     let config = run_dir.join("config.json");
     super::record::write_atomic(&config, &serde_json::to_vec_pretty(&spec).expect("specs serialize"))?;
+    let memory_limit = resources.memory().as_ref().and_then(|m| m.limit());
+    let ctx = InitContext { spec, layers, interactive: req.interactive, stdio: [None, None, None] };
+    Ok(Prepared { held, record, run_dir, ctx, memory_limit })
+}
 
-    // 3. Start and supervise.
-    let ctx = InitContext {
-        spec,
-        layers: layers.clone(),
-        interactive: req.interactive,
-    };
-    let started = parent::start(&ctx, |pid| {
+/// Starts a prepared isle: clone init, join cgroups, record the pid.
+fn start(p: &mut Prepared, pipes: &mut Pipes) -> Result<parent::Started> {
+    p.ctx.stdio = [0, 1, 2].map(|i| pipes.theirs[i].as_ref().map(|fd| fd.as_raw_fd()));
+    let cgroups = p.held.cgroups.as_ref().expect("prepared isles have cgroups");
+    let record = &mut p.record;
+    let run_dir = &p.run_dir;
+    let started = parent::start(&p.ctx, |pid| {
         cgroups.add_task(pid.as_raw())?;
         record.pid = ProcessId::of(pid.as_raw());
         record.status = Status::Running;
-        record.save(&run_dir)?;
+        record.save(run_dir)?;
         Ok(())
     })?;
-    tracing::debug!(isle = %id, pid = started.pid.as_raw(), "isle started");
-    let exit = foreground::supervise(started.pid, &signal_fd, started.pty_master.as_ref(), req.interactive)?;
+    // init has its copies; islander keeps only its own ends, so that end of
+    // file comes when the isle's last writer exits.
+    pipes.theirs = [None, None, None];
+    tracing::debug!(isle = %record.id, pid = started.pid.as_raw(), "isle started");
+    Ok(started)
+}
 
+/// Runs an isle in the foreground and returns how it ended.
+pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
+    let mut pipes = pipes(&req)?;
+    let mut p = prepare(root, &req)?;
+    let signal_fd = signals::block()?;
+    let mut started = start(&mut p, &mut pipes)?;
+    let mut log = LogWriter::open(&p.record.log_dir, req.log_rotation)?;
+    let output = IsleOutput { pty: started.pty_master.take(), ..std::mem::take(&mut pipes.ours) };
+    let exit = supervisor::supervise(
+        started.pid,
+        &signal_fd,
+        &output,
+        Supervision { echo: true, relay_stdin: req.interactive, log: Some(&mut log) },
+    )?;
+    let cgroups = p.held.cgroups.as_ref().expect("prepared isles have cgroups");
     let oom_kills = cgroups.oom_kills();
-    let memory_limit = resources.memory().as_ref().and_then(|m| m.limit());
-    let mut id_short = [0u8; 12];
-    id_short.copy_from_slice(&id.as_bytes()[..12]);
-    drop(held);
-    Ok(RunOutcome { id_short, exit, oom_kills, memory_limit })
+    let outcome = RunOutcome { id: p.record.id.clone(), exit, oom_kills, memory_limit: p.memory_limit };
+    drop(p);
+    Ok(outcome)
+}
+
+/// The body of a detached isle's supervisor: creates and starts the isle,
+/// tells `report` its id (or why it could not start), then drains its
+/// output into the log until it ends, and records how it ended.
+pub fn run_detached(root: &StateRoot, req: RunRequest, report: impl FnOnce(std::result::Result<&str, &crate::Error>)) -> Result<()> {
+    let prepared = pipes(&req).and_then(|pipes| Ok((pipes, prepare(root, &req)?)));
+    let (mut pipes, mut p) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            report(Err(&e));
+            return Err(e);
+        }
+    };
+    let started = signals::block().map_err(crate::Error::from).and_then(|sfd| Ok((sfd, start(&mut p, &mut pipes)?)));
+    let (signal_fd, mut started) = match started {
+        Ok(x) => x,
+        Err(e) => {
+            report(Err(&e));
+            return Err(e);
+        }
+    };
+    let mut log = LogWriter::open(&p.record.log_dir, req.log_rotation)?;
+    p.held.keep_files = true;
+    report(Ok(&p.record.id));
+    let output = IsleOutput { pty: started.pty_master.take(), ..std::mem::take(&mut pipes.ours) };
+    let result = supervisor::supervise(
+        started.pid,
+        &signal_fd,
+        &output,
+        Supervision { echo: false, relay_stdin: false, log: Some(&mut log) },
+    );
+    let cgroups = p.held.cgroups.as_ref().expect("prepared isles have cgroups");
+    let oom_kills = cgroups.oom_kills();
+    let exit = match &result {
+        Ok(e) => Some(*e),
+        Err(_) => None,
+    };
+    p.record.status = Status::Exited;
+    p.record.exit = Some(ExitRecord { exit, oom_killed: oom_kills > 0, finished_unix: now_unix() });
+    p.record.save(&p.run_dir)?;
+    drop(p);
+    result.map(|_| ()).map_err(Into::into)
 }
 
 /// `/bin/bash` when the image has it, as the default image does; else `/bin/sh`.

@@ -8,7 +8,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,9 @@ pub struct InitContext {
     pub layers: Layers,
     /// With `-i` the isle reads islander's stdin; otherwise `/dev/null`.
     pub interactive: bool,
+    /// Descriptors (inherited through clone) to become the isle's 0, 1, 2;
+    /// `None` keeps islander's own (or `/dev/null` for a stdin not asked for).
+    pub stdio: [Option<RawFd>; 3],
 }
 
 /// The clone callback: never returns normally; the value is the exit status
@@ -103,12 +106,53 @@ fn init(ctx: &InitContext, chan: &Channel) -> Result<Infallible> {
     loopback_up()?;
 
     let process = spec.process().as_ref().ok_or_else(|| setup("spec has no process"))?;
-    setup_stdio(process.terminal().unwrap_or(false), ctx.interactive, chan)?;
-    nix::unistd::chdir(process.cwd().as_path())
-        .map_err(|e| setup(format!("working directory '{}': {e}", process.cwd().display())))?;
-
+    setup_stdio(process.terminal().unwrap_or(false), ctx.interactive, &ctx.stdio, chan)?;
+    match chan.recv()? {
+        Some((Message::Joined, _)) => {}
+        other => return Err(ProcessError::Protocol(format!("expected cgroups joined, got {other:?}"))),
+    }
     let args = process.args().as_deref().unwrap_or(&[]);
     let env = process.env().as_deref().unwrap_or(&[]);
+    exec_command(process, args, env, process.cwd())
+}
+
+/// `islander exec`'s last step, in a process that has joined the isle's
+/// namespaces and cgroups: a session and stdio of its own, then the same
+/// hardening and exec as the isle's init. Returns only on failure.
+pub fn exec_in_isle(
+    spec: &Spec,
+    args: &[String],
+    extra_env: &[String],
+    workdir: Option<&Path>,
+    tty: bool,
+    interactive: bool,
+    chan: &Channel,
+) -> ProcessError {
+    let run = || -> Result<Infallible> {
+        let process = spec.process().as_ref().ok_or_else(|| setup("spec has no process"))?;
+        setsid().map_err(sys("setsid"))?;
+        setup_stdio(tty, interactive, &[None, None, None], chan)?;
+        let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+        for e in extra_env {
+            let key = e.split('=').next().unwrap_or("");
+            env.retain(|old| old.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        exec_command(process, args, &env, workdir.unwrap_or(process.cwd()))
+    };
+    match run() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+/// Working directory, command lookup, capabilities, `no_new_privs`, a clean
+/// signal state, and exec.
+fn exec_command(process: &oci_spec::runtime::Process, args: &[String], env: &[String], cwd: &Path) -> Result<Infallible> {
+    nix::unistd::chdir(cwd).map_err(|e| setup(format!("working directory '{}': {e}", cwd.display())))?;
     let command = args.first().ok_or_else(|| setup("no command given"))?;
     let path_var = env
         .iter()
@@ -127,10 +171,6 @@ fn init(ctx: &InitContext, chan: &Channel) -> Result<Infallible> {
     let c_prog = CString::new(program.as_os_str().as_bytes()).map_err(setup)?;
     let c_args: Vec<CString> = args.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(setup)?;
     let c_env: Vec<CString> = env.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(setup)?;
-    match chan.recv()? {
-        Some((Message::Joined, _)) => {}
-        other => return Err(ProcessError::Protocol(format!("expected cgroups joined, got {other:?}"))),
-    }
     reset_signals();
     unblock_all()?;
     let err = execve(&c_prog, &c_args, &c_env).unwrap_err();
@@ -188,7 +228,7 @@ fn loopback_up() -> Result<()> {
 /// With a terminal, allocates the pty inside the isle's own devpts (so that
 /// `tty` and `ttyname` work there), makes it the controlling terminal and
 /// hands the master to islander.
-fn setup_stdio(terminal: bool, interactive: bool, chan: &Channel) -> Result<()> {
+fn setup_stdio(terminal: bool, interactive: bool, stdio: &[Option<RawFd>; 3], chan: &Channel) -> Result<()> {
     if terminal {
         let master = open("/dev/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(sys("opening /dev/ptmx"))?;
@@ -217,7 +257,20 @@ fn setup_stdio(terminal: bool, interactive: bool, chan: &Channel) -> Result<()> 
             let _ = nix::unistd::close(slave);
         }
         chan.send_with_fd(&Message::PtyMaster, Some(master.as_raw_fd()))?;
-    } else if !interactive {
+        return Ok(());
+    }
+    for (target, fd) in stdio.iter().enumerate() {
+        if let Some(fd) = *fd {
+            if fd != target as RawFd {
+                dup2(fd, target as RawFd).map_err(sys("dup2 of the isle's stdio"))?;
+            } else {
+                // Already in place, but close-on-exec like every pipe end.
+                nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+                    .map_err(sys("clearing close-on-exec"))?;
+            }
+        }
+    }
+    if stdio[0].is_none() && !interactive {
         let null = open("/dev/null", OFlag::O_RDONLY, Mode::empty()).map_err(sys("opening /dev/null"))?;
         dup2(null, 0).map_err(sys("dup2 of /dev/null"))?;
         if null != 0 {

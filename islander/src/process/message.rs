@@ -25,6 +25,9 @@ pub enum Message {
     IdmappedLower,
     /// Init to parent: the pty master of the isle's terminal rides along.
     PtyMaster,
+    /// `islander exec`'s intermediate to islander: the pid of the process it
+    /// forked into the isle's PID namespace.
+    ExecPid { pid: i32 },
     /// Init to parent: setting the isle up failed before exec.
     SetupFailed { reason: String },
     /// Init to parent: the command could not be executed.

@@ -4,15 +4,16 @@
 //!   builds its root) and releases it to exec;
 //! - [`init`]: the isle's first process; builds the root file system, drops
 //!   privileges and execs the command (it becomes the isle's PID 1);
-//! - [`foreground`]: islander's side once the command runs: forwards signals,
-//!   relays the terminal, and collects the exit status;
+//! - [`supervisor`]: islander's side once the command runs: forwards
+//!   signals, drains the output into the log, relays the terminal, and
+//!   collects the exit status;
 //! - [`message`]: the typed messages the two sides exchange.
 
-pub mod foreground;
 pub mod init;
 pub mod message;
 pub mod parent;
 pub mod signals;
+pub mod supervisor;
 
 use thiserror::Error;
 
@@ -28,6 +29,8 @@ pub enum ProcessError {
     CommandNotFound { command: String, path: String },
     #[error("command '{command}' cannot be executed in the isle: {reason}")]
     NotExecutable { command: String, reason: String },
+    #[error(transparent)]
+    Log(#[from] crate::logger::LoggerError),
     #[error("writing {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
