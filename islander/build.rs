@@ -53,7 +53,32 @@ fn main() -> ExitCode {
         let err = format!("{err:#}").replace('\n', " ");
         return fail(&format!("building islander-ebpf failed: {err}"));
     }
+    if let Err(message) = build_workload(&manifest_dir) {
+        return fail(&message);
+    }
     ExitCode::SUCCESS
+}
+
+/// Compiles `islander verify`'s workload helper (workloads/*.c) statically
+/// into OUT_DIR, where src/verify embeds it: static, it runs in any image.
+fn build_workload(manifest_dir: &Path) -> Result<(), String> {
+    let source = manifest_dir.join("workloads/islander-workload.c");
+    println!("cargo:rerun-if-changed={}", source.display());
+    if find_in_path("gcc").is_none() {
+        return Err("gcc is missing; run: cargo xtask setup".to_owned());
+    }
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("islander-workload");
+    let result = Command::new("gcc")
+        .args(["-static", "-O2", "-pthread", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .output()
+        .map_err(|err| format!("running gcc: {err}"))?;
+    if !result.status.success() {
+        let stderr = String::from_utf8_lossy(&result.stderr).replace('\n', " ");
+        return Err(format!("compiling {} failed: {stderr}", source.display()));
+    }
+    Ok(())
 }
 
 /// The first piece of the eBPF toolchain that is not installed, if any.

@@ -20,7 +20,13 @@ pub enum Error {
     #[error(transparent)]
     Ebpf(#[from] crate::ebpf::EbpfError),
     #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
     Logger(#[from] crate::logger::LoggerError),
+    #[error(transparent)]
+    Attach(#[from] crate::attach::AttachError),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

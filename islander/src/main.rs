@@ -23,6 +23,16 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(&root, args),
         Command::Image { cmd } => cli::image::run(&root, cmd),
         Command::Supervise => cli::supervise::run(),
+        Command::Ps(args) => cli::ps::run(&root, args),
+        Command::Logs(args) => cli::logs::run(&root, args),
+        Command::Stop(args) => cli::stop::run(&root, args),
+        Command::Kill(args) => cli::kill::run(&root, args),
+        Command::Rm(args) => cli::rm::run(&root, args),
+        Command::Inspect(args) => cli::inspect::run(&root, args),
+        Command::Exec(args) => cli::exec::run(&root, args),
+        Command::Attach(args) => cli::attach::run(&root, args),
+        Command::Stats(args) => cli::stats::run(&root, args),
+        Command::Verify(args) => cli::verify::run(&root, args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

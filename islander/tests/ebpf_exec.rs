@@ -1,68 +1,29 @@
-//! The exec counter sees exactly the execs made inside a cgroup2 directory.
-//! Needs root: it loads an eBPF program and creates a cgroup.
+//! The exec counter sees exactly the execs made inside a registered cgroup2
+//! directory. Needs root: it loads eBPF programs and creates a cgroup.
 
-use std::{
-    fs::{self, File, OpenOptions},
-    io,
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
-    path::{Path, PathBuf},
-    process::Command,
-    thread,
-    time::Duration,
-};
+mod ebpf_support;
 
-use islander::ebpf::{cgroup2_id, ExecCounter};
+use std::{io, os::unix::process::CommandExt as _, path::Path, process::Command};
 
-const CGROUP2_ROOT: &str = "/sys/fs/cgroup/unified";
+use ebpf_support::{observer, TestCgroup, CGROUP2_ROOT};
+use islander::ebpf::cgroup2_id;
+
 const EXECS: u64 = 20;
 
-/// A cgroup2 directory that is removed when the test ends, however it ends.
-struct TestCgroup(PathBuf);
-
-impl TestCgroup {
-    fn create() -> Self {
-        let path = Path::new(CGROUP2_ROOT).join(format!("islander-test-{}", std::process::id()));
-        fs::create_dir(&path).unwrap_or_else(|err| panic!("creating {}: {err}", path.display()));
-        Self(path)
-    }
-
-    fn procs(&self) -> File {
-        let path = self.0.join("cgroup.procs");
-        OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .unwrap_or_else(|err| panic!("opening {}: {err}", path.display()))
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        // Every child has been waited for, but the kernel may take a moment
-        // to let go of the last exited task.
-        for _ in 0..50 {
-            match fs::remove_dir(&self.0) {
-                Ok(()) => return,
-                Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
-                    thread::sleep(Duration::from_millis(20))
-                }
-                Err(err) => {
-                    eprintln!("removing {}: {err}", self.0.display());
-                    return;
-                }
-            }
-        }
-        eprintln!("removing {}: still busy after 1 s", self.0.display());
-    }
-}
-
 /// Runs /bin/true `times` times, each in a fresh child that first moves
-/// itself into the cgroup behind `procs` when one is given. A child makes
-/// exactly one exec, so the count to expect is `times`.
-fn run_true(times: u64, procs: Option<&File>) {
+/// itself into `cgroup` when one is given. A child makes exactly one exec,
+/// so the count to expect is `times`.
+fn run_true(times: u64, cgroup: Option<&TestCgroup>) {
+    let procs = cgroup.map(|c| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(c.path.join("cgroup.procs"))
+            .expect("opening cgroup.procs")
+    });
     for _ in 0..times {
         let mut command = Command::new("/bin/true");
-        if let Some(procs) = procs {
-            let fd = procs.as_raw_fd();
+        if let Some(procs) = &procs {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(procs);
             // SAFETY: between fork and exec the child only calls write(2),
             // which is async-signal-safe, and allocates nothing.
             unsafe {
@@ -83,19 +44,12 @@ fn run_true(times: u64, procs: Option<&File>) {
 
 #[test]
 fn counts_execs_in_a_cgroup() {
+    let observer = observer();
+    let cgroup = TestCgroup::unified("exec");
+    let id = cgroup.id();
+    observer.register(id).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test loads an eBPF program and creates a cgroup: run it as root"
-    );
-
-    let counter = ExecCounter::load().unwrap_or_else(|err| panic!("{err}"));
-    let cgroup = TestCgroup::create();
-    let id = cgroup2_id(&cgroup.0).unwrap_or_else(|err| panic!("{err}"));
-    let procs = cgroup.procs();
-
-    assert_eq!(
-        counter.execs(id).expect("reading the count"),
+        observer.isle(id).unwrap().execs,
         0,
         "a new cgroup has no execs"
     );
@@ -103,18 +57,19 @@ fn counts_execs_in_a_cgroup() {
     // Execs elsewhere must not land in this cgroup's count.
     run_true(3, None);
     assert_eq!(
-        counter.execs(id).expect("reading the count"),
+        observer.isle(id).unwrap().execs,
         0,
         "execs outside cgroup {id} were counted for it"
     );
 
-    run_true(EXECS, Some(&procs));
+    run_true(EXECS, Some(&cgroup));
     assert_eq!(
-        counter.execs(id).expect("reading the count"),
+        observer.isle(id).unwrap().execs,
         EXECS,
         "execs counted for cgroup {id} ({})",
-        cgroup.0.display()
+        cgroup.path.display()
     );
+    observer.forget(id);
 }
 
 #[test]

@@ -22,6 +22,7 @@
 mod harness;
 pub mod host;
 mod lock;
+pub mod metrics;
 mod rootfs;
 
 pub use harness::{

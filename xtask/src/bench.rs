@@ -17,6 +17,11 @@ use clap::Args;
 
 use crate::{step, target_dir, workspace_root};
 
+mod attach;
+mod logger;
+mod scrape;
+mod syscalls;
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// Which benchmark to run: `start` (islander run vs runc run of /bin/true)
@@ -35,7 +40,11 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what.as_str() {
         "start" => start(&args),
-        other => bail!("unknown benchmark '{other}' (accepted: start)"),
+        "scrape" => scrape::run(&args),
+        "logger" => logger::run(&args),
+        "syscalls" => syscalls::run(&args),
+        "attach" => attach::run(&args),
+        other => bail!("unknown benchmark '{other}' (accepted: start, scrape, logger, syscalls, attach)"),
     }
 }
 

@@ -1,9 +1,19 @@
 //! The command line. Argument structs live here, one file per subcommand;
 //! each turns its arguments into engine calls. The engine knows no clap.
 
+pub mod attach;
+pub mod exec;
 pub mod image;
+pub mod inspect;
+pub mod kill;
+pub mod logs;
+pub mod ps;
+pub mod rm;
 pub mod run;
+pub mod stop;
+pub mod stats;
 pub mod supervise;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -35,6 +45,29 @@ pub enum Command {
         #[command(subcommand)]
         cmd: image::ImageCommand,
     },
+    /// Run a command in a running isle.
+    Exec(exec::ExecArgs),
+    /// Attach your terminal to a running isle (or a process in one); detach
+    /// with ctrl-p ctrl-q.
+    Attach(attach::AttachArgs),
+    /// A live table of the isles' use against their limits.
+    Stats(stats::StatsArgs),
+    /// Check that limits hold: start an isle with them, push each with a
+    /// calibrated workload, and measure with islander's cgroup and eBPF figures.
+    Verify(verify::VerifyArgs),
+    /// List isles (running ones; -a for all).
+    Ps(ps::PsArgs),
+    /// Print an isle's logs.
+    Logs(logs::LogsArgs),
+    /// Stop running isles: SIGTERM, then SIGKILL after a grace time.
+    Stop(stop::StopArgs),
+    /// Send a signal to running isles' PID 1.
+    Kill(kill::KillArgs),
+    /// Remove isles and everything they left (state, cgroups, layer, logs).
+    #[command(alias = "delete")]
+    Rm(rm::RmArgs),
+    /// Everything known about isles, as JSON.
+    Inspect(inspect::InspectArgs),
     /// The supervisor of a detached isle (started by `run -d`).
     #[command(hide = true)]
     Supervise,

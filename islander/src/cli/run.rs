@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// Rotate the isle's log when a file reaches SIZE (<number>[k|m|g]). [default: 20m]
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub log_max_size: Option<String>,
+    /// Serve Prometheus metrics of this root's running isles on ADDR
+    /// (`:9100`, `127.0.0.1:9100`, `[::1]:9100`) while the isle runs.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Keep at most N log files. [default: 5]
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub log_max_file: Option<String>,
@@ -94,6 +98,8 @@ pub fn run(root: &StateRoot, args: RunArgs) -> anyhow::Result<i32> {
         log_rotation: Rotation::parse(args.log_max_size.as_deref(), args.log_max_file.as_deref())
             .map_err(islander::Error::from)?,
         id: None,
+        extra_lower: None,
+        metrics: args.metrics,
         limits: LimitArgs {
             memory_in_bytes: Some(args.memory_in_bytes),
             cpu_shares: Some(args.cpu_shares),

@@ -1,6 +1,11 @@
 //! The pseudo-filesystems eBPF work needs, and cgroup2 ids.
 
-use std::{io, os::unix::fs::MetadataExt as _, path::Path, sync::Mutex};
+use std::{
+    io,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
 
 use nix::{
     mount::{mount, MsFlags},
@@ -68,4 +73,50 @@ pub fn cgroup2_id(path: &Path) -> io::Result<u64> {
         ));
     }
     Ok(std::fs::metadata(path).map_err(with_path)?.ino())
+}
+
+/// Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup/unified in hybrid
+/// mode, /sys/fs/cgroup on a unified host.
+pub(super) fn cgroup2_root() -> io::Result<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    mountinfo
+        .lines()
+        .find_map(|line| {
+            // "id parent major:minor root mountpoint options... - fstype ..."
+            let (before, after) = line.split_once(" - ")?;
+            (after.split_whitespace().next()? == "cgroup2")
+                .then(|| before.split_whitespace().nth(4).map(PathBuf::from))?
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 filesystem is mounted"))
+}
+
+/// The cgroup2 directory whose id is `id`, searched breadth first below the
+/// cgroup2 root. The tree is small (islander's parent, its isles and a few
+/// system directories), so a walk costs less than keeping an index.
+pub(super) fn find_cgroup2_dir(root: &Path, id: u64) -> Option<PathBuf> {
+    const MAX_DEPTH: usize = 8;
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..MAX_DEPTH {
+        let mut next = Vec::new();
+        for dir in level {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_dir() {
+                    continue;
+                }
+                if meta.ino() == id {
+                    return Some(entry.path());
+                }
+                next.push(entry.path());
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    None
 }

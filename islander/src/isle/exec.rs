@@ -69,6 +69,10 @@ pub fn exec(root: &StateRoot, rec: &Record, req: ExecRequest) -> Result<i32> {
     }
     let cgroups = Cgroups::open(&rec.id);
     let signal_fd = signals::block()?;
+    // The exec'd process is a grandchild; as a subreaper islander becomes
+    // its parent when the intermediate leaves, and can wait for it. It must
+    // be one before the intermediate can exit.
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| ProcessError::Sys("PR_SET_CHILD_SUBREAPER", e))?;
     let (ours, theirs) = channel()?;
     // SAFETY: islander is single-threaded; the child only joins, forks and
     // execs (or reports an error and exits).
@@ -132,9 +136,6 @@ fn enter(
 }
 
 fn supervise_exec(intermediate: Pid, chan: Channel, signal_fd: &nix::sys::signalfd::SignalFd, req: &ExecRequest) -> Result<i32> {
-    // The exec'd process is a grandchild; as a subreaper islander becomes
-    // its parent when the intermediate leaves, and can wait for it.
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| ProcessError::Sys("PR_SET_CHILD_SUBREAPER", e))?;
     let mut target = None;
     let mut pty: Option<OwnedFd> = None;
     loop {

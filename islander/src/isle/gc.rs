@@ -20,6 +20,9 @@ pub fn reap_orphans(root: &StateRoot) -> Vec<String> {
     if let Ok(entries) = fs::read_dir(root.isles_run_dir()) {
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with('.') {
+                continue; // lock files, never isles
+            }
             let run_dir = entry.path();
             let orphaned = match Record::load(&run_dir) {
                 Some(rec) if rec.status == Status::Exited => false,
@@ -51,6 +54,9 @@ pub fn reap_orphans(root: &StateRoot) -> Vec<String> {
     if let Ok(entries) = fs::read_dir(root.isles_lib_dir()) {
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
+            if id.starts_with('.') {
+                continue;
+            }
             if !root.isle_run(&id).exists() && dir_is_stale(&entry.path()) {
                 tracing::info!(isle = %id, "removing a layer without an isle");
                 remove_isle(root, &id);

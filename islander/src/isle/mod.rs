@@ -3,8 +3,16 @@
 
 pub mod exec;
 pub mod gc;
+pub mod inspect;
+pub mod kill;
+pub mod logs;
+pub mod lookup;
+pub mod ps;
 pub mod record;
+pub mod remove;
 pub mod run;
+pub mod state;
+pub mod stop;
 
 use std::path::PathBuf;
 
@@ -38,6 +46,24 @@ pub enum IsleError {
     Io { op: &'static str, path: PathBuf, source: std::io::Error },
     #[error("building the isle's spec: {0}")]
     Spec(#[from] oci_spec::OciSpecError),
+    #[error("no such isle '{0}'")]
+    NoSuchIsle(String),
+    #[error("isle prefix '{prefix}' is ambiguous: matches {count} isles ({examples}); give more of the id or the name")]
+    AmbiguousPrefix { prefix: String, count: usize, examples: String },
+    #[error("the name '{name}' is ambiguous: {count} isles have it ({examples}); give the id instead")]
+    AmbiguousName { name: String, count: usize, examples: String },
+    #[error("isle {0} is running; stop it first or use rm -f")]
+    IsRunning(String),
+    #[error("invalid signal '{0}': use a name such as TERM or SIGTERM (any case) or a number from 1 to 64")]
+    BadSignal(String),
+    #[error("isle {isle}: {what} (pid {pid}) did not exit within {secs} s")]
+    StillAlive { isle: String, what: &'static str, pid: i32, secs: u64 },
+    #[error("sending {signal} to isle {isle} (pid {pid}): {source}")]
+    Signal { isle: String, signal: String, pid: i32, source: std::io::Error },
+    #[error("isle {isle}: its spec {path} is unreadable: {reason}")]
+    BadSpec { isle: String, path: PathBuf, reason: String },
+    #[error("isle {isle}: {path} could not be removed (see the warnings above); run rm again")]
+    Leftover { isle: String, path: PathBuf },
 }
 
 pub type Result<T, E = IsleError> = std::result::Result<T, E>;

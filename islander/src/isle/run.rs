@@ -8,6 +8,7 @@ use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -15,10 +16,12 @@ use serde::{Deserialize, Serialize};
 use super::record::{ExitRecord, ProcessId, Record, Status};
 use super::{gc, io_err, new_id, short_id, IsleError};
 use crate::cgroups::Cgroups;
+use crate::ebpf::Observer;
 use crate::image::ImageStore;
 use crate::limits::{self, LimitArgs};
 use crate::logger::writer::LogWriter;
 use crate::logger::Rotation;
+use crate::metrics::server::MetricsServer;
 use crate::paths::StateRoot;
 use crate::process::init::InitContext;
 use crate::process::supervisor::{self, Exit, IsleOutput, Supervision};
@@ -44,9 +47,15 @@ pub struct RunRequest {
     pub detach: bool,
     pub limits: LimitArgs,
     pub log_rotation: Rotation,
+    /// `--metrics ADDR`: serve Prometheus metrics while the isle runs.
+    pub metrics: Option<String>,
     /// The isle's id, when the caller chose it (a detached isle's CLI does,
     /// so that it can name the isle before its supervisor reports).
     pub id: Option<String>,
+    /// A directory mounted read-only above the image as an extra overlay
+    /// lower layer: `islander verify` brings its workload in this way.
+    #[serde(default)]
+    pub extra_lower: Option<PathBuf>,
 }
 
 /// How a foreground isle ended.
@@ -200,7 +209,11 @@ fn prepare<'a>(root: &'a StateRoot, req: &RunRequest) -> Result<Prepared<'a>> {
         Some(n) => Some(claim_name(root, n, &id)?),
         None => None,
     };
-    let layers = Layers::at(&root.isle_layers(&id), &lower);
+    let extra_lower = match &req.extra_lower {
+        Some(dir) => Some(fs::canonicalize(dir).map_err(io_err("opening the extra lower layer", dir))?),
+        None => None,
+    };
+    let layers = Layers::at(&root.isle_layers(&id), &lower).with_extra_lower(extra_lower);
     let record = Record {
         id: id.clone(),
         status: Status::Creating,
@@ -241,14 +254,24 @@ fn prepare<'a>(root: &'a StateRoot, req: &RunRequest) -> Result<Prepared<'a>> {
     Ok(Prepared { held, record, run_dir, ctx, memory_limit })
 }
 
-/// Starts a prepared isle: clone init, join cgroups, record the pid.
-fn start(p: &mut Prepared, pipes: &mut Pipes) -> Result<parent::Started> {
+/// Starts a prepared isle: clone init, join cgroups, record the pid. With
+/// `observe`, the eBPF observer is attached and told about the isle before
+/// it execs; that happens after the clone, because the observer starts a
+/// thread and islander clones only while it has none.
+fn start(p: &mut Prepared, pipes: &mut Pipes, observe: bool) -> Result<(parent::Started, Option<Arc<Observer>>)> {
     p.ctx.stdio = [0, 1, 2].map(|i| pipes.theirs[i].as_ref().map(|fd| fd.as_raw_fd()));
     let cgroups = p.held.cgroups.as_ref().expect("prepared isles have cgroups");
     let record = &mut p.record;
     let run_dir = &p.run_dir;
+    let mut observer = None;
     let started = parent::start(&p.ctx, |pid| {
         cgroups.add_task(pid.as_raw())?;
+        if observe {
+            let o = Observer::attach()?;
+            let cgroup_id = cgroups.unified_id().map_err(|e| IsleError::Io { op: "reading the cgroup2 id of", path: cgroups.path(crate::cgroups::UNIFIED).unwrap_or_default(), source: e })?;
+            o.register(cgroup_id)?;
+            observer = Some(Arc::new(o));
+        }
         record.pid = ProcessId::of(pid.as_raw());
         record.status = Status::Running;
         record.save(run_dir)?;
@@ -258,15 +281,27 @@ fn start(p: &mut Prepared, pipes: &mut Pipes) -> Result<parent::Started> {
     // file comes when the isle's last writer exits.
     pipes.theirs = [None, None, None];
     tracing::debug!(isle = %record.id, pid = started.pid.as_raw(), "isle started");
-    Ok(started)
+    Ok((started, observer))
+}
+
+/// Stops counting an isle that is going away.
+fn unobserve(observer: &Option<Arc<Observer>>, cgroups: &Cgroups) {
+    if let (Some(o), Ok(id)) = (observer, cgroups.unified_id()) {
+        o.forget(id);
+    }
 }
 
 /// Runs an isle in the foreground and returns how it ended.
 pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
+    let server = req.metrics.as_deref().map(MetricsServer::bind).transpose()?;
     let mut pipes = pipes(&req)?;
     let mut p = prepare(root, &req)?;
     let signal_fd = signals::block()?;
-    let mut started = start(&mut p, &mut pipes)?;
+    let (mut started, observer) = start(&mut p, &mut pipes, server.is_some())?;
+    if let Some(server) = server {
+        tracing::info!("serving metrics on http://{}/metrics", server.local_addr());
+        server.serve(root.clone(), observer.clone());
+    }
     let mut log = LogWriter::open(&p.record.log_dir, req.log_rotation)?;
     let output = IsleOutput { pty: started.pty_master.take(), ..std::mem::take(&mut pipes.ours) };
     let exit = supervisor::supervise(
@@ -277,6 +312,7 @@ pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
     )?;
     let cgroups = p.held.cgroups.as_ref().expect("prepared isles have cgroups");
     let oom_kills = cgroups.oom_kills();
+    unobserve(&observer, cgroups);
     let outcome = RunOutcome { id: p.record.id.clone(), exit, oom_kills, memory_limit: p.memory_limit };
     drop(p);
     Ok(outcome)
@@ -286,16 +322,24 @@ pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
 /// tells `report` its id (or why it could not start), then drains its
 /// output into the log until it ends, and records how it ended.
 pub fn run_detached(root: &StateRoot, req: RunRequest, report: impl FnOnce(std::result::Result<&str, &crate::Error>)) -> Result<()> {
-    let prepared = pipes(&req).and_then(|pipes| Ok((pipes, prepare(root, &req)?)));
-    let (mut pipes, mut p) = match prepared {
+    let prepared = req
+        .metrics
+        .as_deref()
+        .map(MetricsServer::bind)
+        .transpose()
+        .map_err(crate::Error::from)
+        .and_then(|server| Ok((server, pipes(&req)?)))
+        .and_then(|(server, pipes)| Ok((server, pipes, prepare(root, &req)?)));
+    let (server, mut pipes, mut p) = match prepared {
         Ok(x) => x,
         Err(e) => {
             report(Err(&e));
             return Err(e);
         }
     };
-    let started = signals::block().map_err(crate::Error::from).and_then(|sfd| Ok((sfd, start(&mut p, &mut pipes)?)));
-    let (signal_fd, mut started) = match started {
+    let observe = server.is_some();
+    let started = signals::block().map_err(crate::Error::from).and_then(|sfd| Ok((sfd, start(&mut p, &mut pipes, observe)?)));
+    let (signal_fd, (mut started, observer)) = match started {
         Ok(x) => x,
         Err(e) => {
             report(Err(&e));
@@ -305,6 +349,9 @@ pub fn run_detached(root: &StateRoot, req: RunRequest, report: impl FnOnce(std::
     let mut log = LogWriter::open(&p.record.log_dir, req.log_rotation)?;
     p.held.keep_files = true;
     report(Ok(&p.record.id));
+    if let Some(server) = server {
+        server.serve(root.clone(), observer.clone());
+    }
     let output = IsleOutput { pty: started.pty_master.take(), ..std::mem::take(&mut pipes.ours) };
     let result = supervisor::supervise(
         started.pid,
@@ -314,6 +361,7 @@ pub fn run_detached(root: &StateRoot, req: RunRequest, report: impl FnOnce(std::
     );
     let cgroups = p.held.cgroups.as_ref().expect("prepared isles have cgroups");
     let oom_kills = cgroups.oom_kills();
+    unobserve(&observer, cgroups);
     let exit = match &result {
         Ok(e) => Some(*e),
         Err(_) => None,

@@ -15,6 +15,10 @@ pub struct Layers {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub merged: PathBuf,
+    /// A directory laid over `lower` as a second read-only layer, so that
+    /// files can be put into an isle without touching its image
+    /// (`islander verify` brings its workload this way).
+    pub extra_lower: Option<PathBuf>,
 }
 
 impl Layers {
@@ -26,7 +30,13 @@ impl Layers {
             upper: dir.join("upper"),
             work: dir.join("work"),
             merged: dir.join("merged"),
+            extra_lower: None,
         }
+    }
+
+    /// The same layers with `extra` (if any) above the lower one.
+    pub fn with_extra_lower(self, extra: Option<PathBuf>) -> Layers {
+        Layers { extra_lower: extra, ..self }
     }
 
     /// Creates the directories. `owner` is the host uid/gid that root in the
@@ -65,9 +75,13 @@ impl Layers {
 
     /// The overlay mount's option string.
     pub fn mount_data(&self) -> String {
+        // overlayfs lists lower layers top first.
+        let lower = match &self.extra_lower {
+            Some(extra) => format!("{}:{}", escape(extra), escape(&self.lower)),
+            None => escape(&self.lower),
+        };
         format!(
-            "lowerdir={},upperdir={},workdir={}",
-            escape(&self.lower),
+            "lowerdir={lower},upperdir={},workdir={}",
             escape(&self.upper),
             escape(&self.work)
         )
@@ -108,5 +122,16 @@ mod tests {
             l.mount_data(),
             "lowerdir=/img\\:x,upperdir=/s/a\\,b/upper,workdir=/s/a\\,b/work"
         );
+    }
+
+    #[test]
+    fn an_extra_lower_layer_goes_above_the_image() {
+        let l = Layers::at(Path::new("/s"), Path::new("/img"))
+            .with_extra_lower(Some(PathBuf::from("/x:y")));
+        assert_eq!(
+            l.mount_data(),
+            "lowerdir=/x\\:y:/img,upperdir=/s/upper,workdir=/s/work"
+        );
+        assert_eq!(l.mapped_lower().extra_lower, Some(PathBuf::from("/x:y")));
     }
 }

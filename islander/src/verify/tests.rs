@@ -1,0 +1,1 @@
+//! Unit tests of the plan, the verdicts, the rows and the plot.
