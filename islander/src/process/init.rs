@@ -173,6 +173,12 @@ fn exec_command(process: &oci_spec::runtime::Process, args: &[String], env: &[St
     let c_env: Vec<CString> = env.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(setup)?;
     reset_signals();
     unblock_all()?;
+    // Whatever islander's caller left open (a shell's stray descriptors)
+    // must not reach the isle: everything above stderr closes at exec. The
+    // channel to islander is among them, which is how islander learns that
+    // exec succeeded.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as u32) };
     let err = execve(&c_prog, &c_args, &c_env).unwrap_err();
     Err(match err {
         nix::errno::Errno::ENOENT => ProcessError::CommandNotFound { command: command.clone(), path: path_var },
