@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use islander_tests::{Islander, OutputExt};
-use lifecycle_support::{ps_all, row, start, wait_one, wait_running};
+use lifecycle_support::{ps_all, row, start, wait_for_line, wait_one, wait_running};
 use serde_json::Value;
 
 /// The last pid of `NSpid:` in /proc/PID/status: the pid in its own namespace.
@@ -130,10 +130,10 @@ fn stop_sends_term_and_kills_after_the_grace_time() {
         &[
             "sh",
             "-c",
-            "trap 'exit 42' TERM; while :; do sleep 0.1; done",
+            "trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done",
         ],
     );
-    wait_running(&isl, &polite.id);
+    wait_for_line(&isl, &polite.id, "ready");
     let begin = Instant::now();
     let out = isl.run(&["stop", "polite"]);
     out.assert_success("stop polite");
@@ -167,7 +167,8 @@ fn stop_sends_term_and_kills_after_the_grace_time() {
 #[test]
 fn kill_sends_the_signal_given() {
     let isl = Islander::new("lc-kill");
-    let script = "trap 'exit 10' USR1; trap 'exit 15' TERM; while :; do sleep 0.1; done";
+    let script =
+        "trap 'exit 10' USR1; trap 'exit 15' TERM; echo ready; while :; do sleep 0.1; done";
     for (sig, want) in [
         ("usr1", "exited(10)"),
         ("SIGTERM", "exited(15)"),
@@ -175,7 +176,7 @@ fn kill_sends_the_signal_given() {
         ("", "exited(137)"),
     ] {
         let isle = start(&isl, &[], &["sh", "-c", script]);
-        wait_running(&isl, &isle.id);
+        wait_for_line(&isl, &isle.id, "ready");
         let mut args = vec!["kill"];
         if !sig.is_empty() {
             args.extend(["-s", sig]);
@@ -232,6 +233,7 @@ fn inspect_shows_state_spec_pids_cgroups_mounts_and_log() {
         &["--name", "seen", "--memory-in-bytes", "100M"],
         &["sh", "-c", "sleep 1000 & echo hi; sleep 1000"],
     );
+    wait_for_line(&isl, &isle.id, "hi");
     let r = wait_running(&isl, &isle.id);
     let out = isl.run(&["inspect", "seen"]);
     out.assert_success("inspect seen");

@@ -153,7 +153,9 @@ fn rm_of_a_running_isle_needs_force() {
 fn stop_and_kill_of_an_exited_isle_are_errors() {
     let isl = Islander::new("lc-err-stopped");
     let done = start(&isl, &["--name", "done"], &["sh", "-c", "exit 4"]);
-    wait_one(&isl, &done.id);
+    let first = wait_one(&isl, &done.id);
+    let why = lifecycle_support::describe(&isl, &done.id);
+    assert_eq!(first["status"], "exited(4)", "{first:#}\n{why}");
     refused(&isl, &["stop", "done"], "isle done is not running");
     refused(&isl, &["kill", "done"], "isle done is not running");
     refused(

@@ -28,7 +28,13 @@ fn twenty_isles_log_every_line_once_and_in_order() {
     let ids: Vec<&str> = isles.iter().map(|i| i.id.as_str()).collect();
     let rows = wait_exited(&isl, &ids, Duration::from_secs(600));
     for r in &rows {
-        assert_eq!(r["status"], "exited(0)", "{r:#}");
+        let id = r["id"].as_str().unwrap_or_default();
+        assert_eq!(
+            r["status"],
+            "exited(0)",
+            "{r:#}\n{}",
+            lifecycle_support::describe(&isl, id)
+        );
     }
     let want_out = seq_text("out", LINES);
     let want_err = seq_text("err", LINES);

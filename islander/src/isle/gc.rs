@@ -26,7 +26,13 @@ pub fn reap_orphans(root: &StateRoot) -> Vec<String> {
             let run_dir = entry.path();
             let orphaned = match Record::load(&run_dir) {
                 Some(rec) if rec.status == Status::Exited => false,
-                Some(mut rec) if rec.detached && rec.status == Status::Running && !rec.supervisor.is_alive() => {
+                Some(rec) if rec.detached && rec.status == Status::Running && !rec.supervisor.is_alive() => {
+                    // Read again now that the supervisor is known to be gone:
+                    // it may have recorded the exit just before it went.
+                    let Some(mut rec) = Record::load(&run_dir) else { continue };
+                    if rec.status != Status::Running {
+                        continue;
+                    }
                     // Its supervisor was killed, and the isle with it
                     // (PR_SET_PDEATHSIG): it is exited, with no status to
                     // tell; its layer and log stay for `logs` and `rm`.

@@ -444,7 +444,8 @@ fn claim_name(root: &StateRoot, name: &str, id: &str) -> Result<nix::fcntl::Floc
                 continue;
             }
             if let Some(rec) = Record::load(&entry.path()) {
-                if rec.name.as_deref() == Some(name) && rec.supervisor.is_alive() {
+                // An exited isle keeps its name until `rm`, as in Docker.
+                if rec.name.as_deref() == Some(name) && (rec.status == Status::Exited || rec.supervisor.is_alive()) {
                     return Err(IsleError::NameInUse { name: name.to_string(), id: rec.id });
                 }
             }

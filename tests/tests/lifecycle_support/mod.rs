@@ -180,6 +180,36 @@ pub fn wait_running(isl: &Islander, id: &str) -> Value {
     }
 }
 
+/// The isle's record and its supervisor's own log, for failure messages.
+pub fn describe(isl: &Islander, id: &str) -> String {
+    let read =
+        |p: PathBuf| fs::read_to_string(&p).unwrap_or_else(|e| format!("({}: {e})", p.display()));
+    format!(
+        "record: {}\nsupervisor log: {}",
+        read(isl.isles_run_dir().join(id).join("state.json")),
+        read(isl.isles_lib_dir().join(id).join("supervisor.log"))
+    )
+}
+
+/// Waits until `islander logs ID` shows `line` on stdout: the isle got
+/// that far (a script that sets traps says so before it is signalled, as
+/// PID 1 ignores signals it has no handler for).
+pub fn wait_for_line(isl: &Islander, id: &str, line: &str) {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        let out = isl.run(&["logs", id]);
+        if out.status.success() && out.stdout_str().lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "isle {id} never printed {line:?}: {}",
+            out.describe()
+        );
+        thread::sleep(POLL);
+    }
+}
+
 /// `out 0\nout 1\n...` (or `err ...`): what `lc seq N` writes to one stream.
 pub fn seq_text(stream: &str, n: usize) -> String {
     let mut s = String::with_capacity(n * 12);
