@@ -87,7 +87,7 @@ impl PinDir {
             let entry = entry.map_err(pin_error("listing", Path::new(BASE)))?;
             let path = entry.path();
             if path != self.path && path.is_dir() {
-                tracing::warn!(
+                tracing::info!(
                     "detaching the eBPF programs of another islander build ({})",
                     path.display()
                 );
@@ -95,7 +95,7 @@ impl PinDir {
             }
         }
         if self.path.exists() {
-            tracing::warn!(
+            tracing::info!(
                 "redoing a half-made eBPF install at {}",
                 self.path.display()
             );
