@@ -100,7 +100,11 @@ pub fn run(root: &StateRoot, args: VerifyArgs) -> anyhow::Result<i32> {
     for note in &report.notes {
         eprintln!("islander: note: {note}");
     }
-    let text = if args.format == "json" { serde_json::to_string_pretty(&report.rows)? + "\n" } else { table(&report.rows) };
+    let text = if args.format == "json" {
+        serde_json::to_string_pretty(&report.rows)? + "\n"
+    } else {
+        table(&report.rows)
+    };
     let mut out = io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         if e.kind() != io::ErrorKind::BrokenPipe {
@@ -168,9 +172,17 @@ fn root_args(root: &StateRoot) -> Vec<OsString> {
 
 impl Launcher for CliLauncher {
     fn start(&mut self, req: RunRequest) -> Result<(), String> {
-        let launch = Launch { lib: self.root.lib().to_path_buf(), run: self.root.run().to_path_buf(), request: req };
+        let launch = Launch {
+            lib: self.root.lib().to_path_buf(),
+            run: self.root.run().to_path_buf(),
+            request: req,
+        };
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("supervise").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).process_group(0);
+        cmd.arg("supervise")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0);
         // SAFETY: prctl is async-signal-safe and touches no memory of ours.
         unsafe {
             cmd.pre_exec(|| {
@@ -197,21 +209,29 @@ impl Launcher for CliLauncher {
             Err(_) => {
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 let cause = sent.err().or(read.err()).map(|e| format!(": {e}")).unwrap_or_default();
-                Err(format!("the supervisor exited without starting the isle ({status}){cause}"))
+                Err(format!(
+                    "the supervisor exited without starting the isle ({status}){cause}"
+                ))
             }
         }
     }
 
     fn exec(&self, id: &str, args: &[String]) -> Command {
         let mut cmd = Command::new(&self.exe);
-        cmd.env_remove("ISLANDER_ROOT").args(&self.root_args).arg("exec").arg(id).args(args);
+        cmd.env_remove("ISLANDER_ROOT")
+            .args(&self.root_args)
+            .arg("exec")
+            .arg(id)
+            .args(args);
         cmd
     }
 }
 
 impl Drop for CliLauncher {
     fn drop(&mut self) {
-        let Some(mut child) = self.supervisor.take() else { return };
+        let Some(mut child) = self.supervisor.take() else {
+            return;
+        };
         // The isle is gone by now, and its supervisor with it; reap it, and
         // end one that lingers rather than leave it behind.
         let deadline = Instant::now() + SUPERVISOR_GRACE;
@@ -236,7 +256,10 @@ const BAR_WIDTH: usize = 30;
 
 impl Bar {
     fn new(on: bool) -> Bar {
-        Bar { on, last: String::new() }
+        Bar {
+            on,
+            last: String::new(),
+        }
     }
 
     fn show(&mut self, load: &str, done: f64) {
@@ -279,7 +302,9 @@ fn table(rows: &[Row]) -> String {
             r.detail.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..HEADERS.len()).map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..HEADERS.len())
+        .map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut text = String::new();
     for r in &cells {
         let mut line = String::new();
@@ -339,7 +364,13 @@ mod tests {
         let t = table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[1].starts_with("cpu                    0.50 CPUs    0.50 CPUs   holds"), "{t}");
-        assert!(lines[2].contains("1.0 MiB/s    -           could not be reached   x"), "{t}");
+        assert!(
+            lines[1].starts_with("cpu                    0.50 CPUs    0.50 CPUs   holds"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("1.0 MiB/s    -           could not be reached   x"),
+            "{t}"
+        );
     }
 }

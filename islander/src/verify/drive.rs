@@ -69,37 +69,61 @@ pub(super) fn run(
     launcher.start(run_req).map_err(VerifyError::Start)?;
     // Declared after the stage, so dropped before it: the isle goes first,
     // then the layer it was mounted from.
-    let mut isle = StartedIsle { root, id: id.clone(), observer: None };
+    let mut isle = StartedIsle {
+        root,
+        id: id.clone(),
+        observer: None,
+    };
     let cgroups = Cgroups::open(&id);
     let mut notes = plan.notes.clone();
     match observe(&cgroups) {
         Ok(o) => isle.observer = Some(o),
-        Err(e) => notes.push(format!("eBPF figures unavailable ({e}); block IO is measured by the blkio cgroup alone")),
+        Err(e) => notes.push(format!(
+            "eBPF figures unavailable ({e}); block IO is measured by the blkio cgroup alone"
+        )),
     }
 
-    let probe = Probe {
-        cgroups: &cgroups,
-        observer: isle.observer.as_ref().map(|(o, cg)| (o, *cg)),
-        device,
+    let ebpf = isle.observer.is_some();
+    let (samples, outcomes) = {
+        let probe = Probe {
+            cgroups: &cgroups,
+            observer: isle.observer.as_ref().map(|(o, cg)| (o, *cg)),
+            device,
+        };
+        let t0 = Instant::now();
+        let mut samples = vec![probe.read(0.0)];
+        let mut outcomes = Vec::new();
+        let count = plan.loads.len().max(1) as f64;
+        for (i, load) in plan.loads.iter().enumerate() {
+            let label = load.kind.label();
+            let mut report = |f: f64| progress(label, (i as f64 + f.clamp(0.0, 1.0)) / count);
+            report(0.0);
+            let _boost = (load.kind == LoadKind::Cpu).then(|| SharesBoost::raise(&cgroups));
+            outcomes.push(run_load(
+                launcher,
+                &id,
+                load,
+                &probe,
+                t0,
+                &mut samples,
+                stop,
+                &mut report,
+            )?);
+        }
+        progress("done", 1.0);
+        (samples, outcomes)
     };
-    let t0 = Instant::now();
-    let mut samples = vec![probe.read(0.0)];
-    let mut outcomes = Vec::new();
-    let count = plan.loads.len().max(1) as f64;
-    for (i, load) in plan.loads.iter().enumerate() {
-        let label = load.kind.label();
-        let mut report = |f: f64| progress(label, (i as f64 + f.clamp(0.0, 1.0)) / count);
-        report(0.0);
-        let outcome = run_load(launcher, &id, load, &probe, t0, &mut samples, stop, &mut report)?;
-        outcomes.push(outcome);
-    }
-    progress("done", 1.0);
     let rows = rows(&plan, &outcomes, &ebpf::device_name(device.0 as u32, device.1 as u32));
-    let ebpf = probe.observer.is_some();
-    drop(probe);
     drop(isle);
     drop(stage);
-    let spans = outcomes.iter().map(|o| Span { load: o.kind.label(), start: o.start.t, end: o.end.t }).collect();
+    let spans = outcomes
+        .iter()
+        .map(|o| Span {
+            load: o.kind.label(),
+            start: o.start.t,
+            end: o.end.t,
+        })
+        .collect();
     Ok(Report {
         rows,
         ebpf,
@@ -113,6 +137,49 @@ pub(super) fn run(
         },
         notes,
     })
+}
+
+/// cpu.shares while the CPU load runs. The quota is a ceiling, and
+/// measuring a ceiling needs the burner to get at least that much CPU; on a
+/// busy host a low weight (run's default is 100, a host task's 1024) would
+/// leave it below the quota and the limit unreached. The weight changes
+/// what the isle gets only while it competes, never what the quota allows.
+pub const CPU_SHARES_DURING_LOAD: u64 = 10240;
+
+/// Raises the isle's cpu.shares to [`CPU_SHARES_DURING_LOAD`] until dropped.
+struct SharesBoost {
+    file: Option<PathBuf>,
+    before: String,
+}
+
+impl SharesBoost {
+    fn raise(cgroups: &Cgroups) -> SharesBoost {
+        let file = cgroups.path("cpu").map(|d| d.join("cpu.shares"));
+        let before = file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .unwrap_or_default();
+        let raised = match (&file, before.trim().parse::<u64>()) {
+            (Some(f), Ok(b)) if b < CPU_SHARES_DURING_LOAD => std::fs::write(f, CPU_SHARES_DURING_LOAD.to_string())
+                .inspect_err(|e| tracing::warn!("raising {}: {e}", f.display()))
+                .is_ok(),
+            _ => false,
+        };
+        SharesBoost {
+            file: file.filter(|_| raised),
+            before,
+        }
+    }
+}
+
+impl Drop for SharesBoost {
+    fn drop(&mut self) {
+        if let Some(f) = &self.file {
+            if let Err(e) = std::fs::write(f, self.before.trim()) {
+                tracing::warn!("restoring {}: {e}", f.display());
+            }
+        }
+    }
 }
 
 /// The isle while verify uses it; dropping it forgets it in the observer
@@ -137,9 +204,11 @@ impl Drop for StartedIsle<'_> {
 fn observe(cgroups: &Cgroups) -> crate::Result<(Observer, u64)> {
     let observer = Observer::attach()?;
     let path = cgroups.path(crate::cgroups::UNIFIED).unwrap_or_default();
-    let id = cgroups
-        .unified_id()
-        .map_err(|source| IsleError::Io { op: "reading the cgroup2 id of", path, source })?;
+    let id = cgroups.unified_id().map_err(|source| IsleError::Io {
+        op: "reading the cgroup2 id of",
+        path,
+        source,
+    })?;
     observer.register(id)?;
     Ok((observer, id))
 }
@@ -168,7 +237,14 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 
 fn mem_available() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kib * 1024)
 }
 
@@ -215,8 +291,13 @@ fn run_load(
     let mut cmd = launcher.exec(id, &load.args);
     // Its own process group: a ^C at the terminal reaches verify alone,
     // which then ends the load itself and cleans up.
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    let mut spawned = cmd.spawn().map_err(|e| failed(format!("starting islander exec: {e}")))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut spawned = cmd
+        .spawn()
+        .map_err(|e| failed(format!("starting islander exec: {e}")))?;
     let stdout = spawned.stdout.take().expect("piped");
     let mut stderr_pipe = spawned.stderr.take().expect("piped");
     let mut child = LoadChild(Some(spawned));
@@ -298,7 +379,9 @@ fn run_load(
             s
         }
     };
-    let status = child.wait().map_err(|e| failed(format!("waiting for islander exec: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| failed(format!("waiting for islander exec: {e}")))?;
     let stderr = stderr.join().unwrap_or_default();
     let memory = (load.kind == LoadKind::Memory).then(|| MemoryFigures {
         max_usage: probe.memory_file("memory.max_usage_in_bytes").unwrap_or(0),
@@ -309,16 +392,22 @@ fn run_load(
     let Some(start) = start else {
         return Err(failed(why(status, &stderr, "it never started")).into());
     };
-    if !(done && status.success()) && !oom_killed {
+    if !(oom_killed || done && status.success()) {
         return Err(failed(why(status, &stderr, "it ended before it was done")).into());
     }
     progress(1.0);
-    Ok(Outcome { kind: load.kind, start, end, memory, target_bytes: load.target_bytes })
+    Ok(Outcome {
+        kind: load.kind,
+        start,
+        end,
+        memory,
+        target_bytes: load.target_bytes,
+    })
 }
 
 /// A failed load in one line: its last line on stderr, else its status.
 fn why(status: ExitStatus, stderr: &str, otherwise: &str) -> String {
-    let last = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).last();
+    let last = stderr.lines().map(str::trim).rfind(|l| !l.is_empty());
     match (last, status.code(), status.signal()) {
         (Some(line), _, _) => line.strip_prefix("islander: ").unwrap_or(line).to_string(),
         (None, Some(code), _) if code != 0 => format!("{otherwise} (exit status {code})"),
@@ -344,7 +433,7 @@ pub fn rows(plan: &Plan, outcomes: &[Outcome], device_name: &str) -> Vec<Row> {
             measured: Some(measured),
             verdict: verdict::cpu(configured, measured),
             detail: format!(
-                "quota {quota} us per {period} us; cpuacct.usage over {:.1} s with {} busy threads on {} CPUs",
+                "quota {quota} us per {period} us; cpuacct.usage over {:.1} s, {} busy threads on {} CPUs, cpu.shares {CPU_SHARES_DURING_LOAD} meanwhile",
                 window(o),
                 plan.cores,
                 plan.cores
@@ -352,7 +441,11 @@ pub fn rows(plan: &Plan, outcomes: &[Outcome], device_name: &str) -> Vec<Row> {
         });
     }
     if let (Some(limit), Some(o)) = (plan.memory, of(LoadKind::Memory)) {
-        let m = o.memory.unwrap_or(MemoryFigures { max_usage: 0, failcnt: 0, oom_kills: 0 });
+        let m = o.memory.unwrap_or(MemoryFigures {
+            max_usage: 0,
+            failcnt: 0,
+            oom_kills: 0,
+        });
         let stopped = m.oom_kills > 0 || m.failcnt > 0;
         let v = verdict::memory(limit, m.max_usage, stopped);
         let detail = match v {
@@ -386,9 +479,15 @@ pub fn rows(plan: &Plan, outcomes: &[Outcome], device_name: &str) -> Vec<Row> {
     let rate_row = |limit: &str, rate: u64, o: &Outcome, read: bool, what: &str| {
         let w = window(o);
         let (blkio, ebpf) = if read {
-            (o.end.blkio_read.saturating_sub(o.start.blkio_read), diff(o.end.ebpf_read, o.start.ebpf_read))
+            (
+                o.end.blkio_read.saturating_sub(o.start.blkio_read),
+                diff(o.end.ebpf_read, o.start.ebpf_read),
+            )
         } else {
-            (o.end.blkio_write.saturating_sub(o.start.blkio_write), diff(o.end.ebpf_write, o.start.ebpf_write))
+            (
+                o.end.blkio_write.saturating_sub(o.start.blkio_write),
+                diff(o.end.ebpf_write, o.start.ebpf_write),
+            )
         };
         let measured = blkio.max(ebpf.unwrap_or(0)) as f64 / w;
         let ebpf_text = match ebpf {
@@ -401,7 +500,10 @@ pub fn rows(plan: &Plan, outcomes: &[Outcome], device_name: &str) -> Vec<Row> {
             configured: rate as f64,
             measured: Some(measured),
             verdict: verdict::rate(rate as f64, measured),
-            detail: format!("{what} on {device_name} over {w:.1} s: blkio {}, {ebpf_text}", byte_rate(blkio as f64 / w)),
+            detail: format!(
+                "{what} on {device_name} over {w:.1} s: blkio {}, {ebpf_text}",
+                byte_rate(blkio as f64 / w)
+            ),
         }
     };
     if let Some(rate) = plan.write_bps {
@@ -409,7 +511,13 @@ pub fn rows(plan: &Plan, outcomes: &[Outcome], device_name: &str) -> Vec<Row> {
             rows.push(rate_row("device-write-bps", rate, o, false, "O_DIRECT writes"));
         }
         if let Some(o) = of(LoadKind::WriteBuffered) {
-            rows.push(rate_row("device-write-bps (buffered)", rate, o, false, "buffered writes with fsync"));
+            rows.push(rate_row(
+                "device-write-bps (buffered)",
+                rate,
+                o,
+                false,
+                "buffered writes with fsync",
+            ));
         }
     }
     if let (Some(rate), Some(o)) = (plan.read_bps, of(LoadKind::ReadDirect)) {

@@ -55,7 +55,11 @@ pub enum VerifyError {
     #[error("the {load} workload failed: {reason}")]
     Workload { load: &'static str, reason: String },
     #[error("{op} {}: {source}", path.display())]
-    Io { op: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("interrupted; the isle was removed")]
     Interrupted,
 }
@@ -116,7 +120,7 @@ pub struct Span {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub rows: Vec<Row>,
-    /// Seconds since the first sample.
+    /// Every sample, in time order (`t` counts from the first).
     pub samples: Vec<Sample>,
     pub spans: Vec<Span>,
     pub limits: plot::Lines,
@@ -136,7 +140,10 @@ impl Report {
 /// Checks a `--plot` path before anything runs, so that a run is not
 /// wasted on a plot that cannot be written.
 pub fn check_plot_path(path: &Path) -> Result<()> {
-    let bad = |reason: &str| VerifyError::BadPlot { path: path.to_path_buf(), reason: reason.to_string() };
+    let bad = |reason: &str| VerifyError::BadPlot {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("svg") => {}
         Some(e) if e.eq_ignore_ascii_case("png") => return Err(bad("PNG is not drawn; only SVG")),
@@ -162,7 +169,10 @@ pub fn check_plot_path(path: &Path) -> Result<()> {
 /// beside it, renamed into place, so no half-written plot is ever seen.
 pub fn write_plot(report: &Report, path: &Path) -> Result<()> {
     let svg = plot::svg(report);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let written = std::fs::write(&tmp, svg.as_bytes()).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {

@@ -95,14 +95,23 @@ pub struct Plan {
 impl Plan {
     /// Checks the limit options exactly as `run` does and plans the loads.
     /// `mem_available` is the host's MemAvailable in bytes, if known.
-    pub fn new(args: &LimitArgs, device: (u64, u64), cores: usize, mem_available: Option<u64>) -> Result<Plan, LimitError> {
+    pub fn new(
+        args: &LimitArgs,
+        device: (u64, u64),
+        cores: usize,
+        mem_available: Option<u64>,
+    ) -> Result<Plan, LimitError> {
         let resources = limits::resources(args, device)?;
         let cores = cores.max(1);
         let mut plan = Plan {
             device,
             cores,
             cpu: None,
-            memory: resources.memory().as_ref().and_then(|m| m.limit()).and_then(|l| u64::try_from(l).ok()),
+            memory: resources
+                .memory()
+                .as_ref()
+                .and_then(|m| m.limit())
+                .and_then(|l| u64::try_from(l).ok()),
             write_bps: None,
             read_bps: None,
             elsewhere: Vec::new(),
@@ -112,7 +121,9 @@ impl Plan {
         if let Some(cpu) = resources.cpu() {
             match (cpu.quota(), cpu.period()) {
                 (Some(q), Some(p)) if q > 0 && p > 0 => plan.cpu = Some((q, p)),
-                _ => plan.notes.push("no CPU quota (--cpu-quota -1): no CPU limit to verify".into()),
+                _ => plan
+                    .notes
+                    .push("no CPU quota (--cpu-quota -1): no CPU limit to verify".into()),
             }
         }
         if let Some(bio) = resources.block_io() {
@@ -126,7 +137,11 @@ impl Plan {
                     if dev == device {
                         *on_disk = Some(d.rate());
                     } else {
-                        plan.elsewhere.push(Elsewhere { option, device: dev, rate: d.rate() });
+                        plan.elsewhere.push(Elsewhere {
+                            option,
+                            device: dev,
+                            rate: d.rate(),
+                        });
                     }
                 }
             }
@@ -141,18 +156,33 @@ impl Plan {
         let load = |kind, args: Vec<String>, expected_seconds, target_bytes| {
             let mut all = vec![workload.clone()];
             all.extend(args);
-            Load { kind, args: all, expected_seconds, target_bytes }
+            Load {
+                kind,
+                args: all,
+                expected_seconds,
+                target_bytes,
+            }
         };
         let secs = LOAD_SECONDS.to_string();
         let mut loads = Vec::new();
         if self.cpu.is_some() {
-            loads.push(load(LoadKind::Cpu, vec!["cpu".into(), self.cores.to_string(), secs.clone()], LOAD_SECONDS as f64, 0));
+            loads.push(load(
+                LoadKind::Cpu,
+                vec!["cpu".into(), self.cores.to_string(), secs.clone()],
+                LOAD_SECONDS as f64,
+                0,
+            ));
         }
         if let Some(limit) = self.memory {
             let target = memory_target(limit, mem_available);
             let step = round_up((target / MEMORY_STEPS).max(MIB), PAGE);
             let expected = (MEMORY_STEPS * MEMORY_STEP_MS) as f64 / 1000.0;
-            let args = vec!["memory".into(), target.to_string(), step.to_string(), MEMORY_STEP_MS.to_string()];
+            let args = vec![
+                "memory".into(),
+                target.to_string(),
+                step.to_string(),
+                MEMORY_STEP_MS.to_string(),
+            ];
             loads.push(load(LoadKind::Memory, args, expected, target));
         }
         if let Some(rate) = self.write_bps {

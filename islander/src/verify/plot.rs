@@ -78,7 +78,11 @@ pub fn svg(report: &Report) -> String {
         r#"<text x="{LEFT}" y="28" font-size="16" font-weight="bold">islander verify: measured use against each limit</text>"#
     );
     if panels.is_empty() {
-        let _ = writeln!(out, r#"<text x="{LEFT}" y="{}">no limit was measured</text>"#, TOP + 20.0);
+        let _ = writeln!(
+            out,
+            r#"<text x="{LEFT}" y="{}">no limit was measured</text>"#,
+            TOP + 20.0
+        );
     }
     for (i, panel) in panels.iter().enumerate() {
         let top = TOP + i as f64 * (PANEL + GAP);
@@ -97,7 +101,11 @@ fn panels(report: &Report) -> Vec<Panel> {
             title: "CPU (cpuacct.usage)".into(),
             unit: Unit::Cpus,
             limit,
-            series: vec![Series { name: "CPUs in use", points: rate(s, |x| x.cpu_ns as f64 / 1e9), dashed: false }],
+            series: vec![Series {
+                name: "CPUs in use",
+                points: rate(s, |x| x.cpu_ns as f64 / 1e9),
+                dashed: false,
+            }],
         });
     }
     if let Some(limit) = report.limits.memory {
@@ -113,7 +121,11 @@ fn panels(report: &Report) -> Vec<Panel> {
         });
     }
     let io = |title: &str, limit: u64, blkio: fn(&Sample) -> u64, ebpf_of: fn(&Sample) -> Option<u64>| {
-        let mut series = vec![Series { name: "blkio cgroup", points: rate(s, |x| blkio(x) as f64), dashed: false }];
+        let mut series = vec![Series {
+            name: "blkio cgroup",
+            points: rate(s, |x| blkio(x) as f64),
+            dashed: false,
+        }];
         if ebpf {
             series.push(Series {
                 name: "eBPF",
@@ -121,7 +133,12 @@ fn panels(report: &Report) -> Vec<Panel> {
                 dashed: true,
             });
         }
-        Panel { title: title.to_string(), unit: Unit::Rate, limit: limit as f64, series }
+        Panel {
+            title: title.to_string(),
+            unit: Unit::Rate,
+            limit: limit as f64,
+            series,
+        }
     };
     if let Some(limit) = report.limits.write_bps {
         panels.push(io("Disk writes", limit, |x| x.blkio_write, |x| x.ebpf_write));
@@ -160,13 +177,20 @@ fn draw_panel(out: &mut String, panel: &Panel, report: &Report, top: f64, end: f
     let x = |t: f64| LEFT + t / end * plot_w;
     let y = |v: f64| top + PANEL - (v / y_max).min(1.05) * PANEL;
 
-    let _ = writeln!(out, r#"<text x="{LEFT}" y="{}" font-size="13" font-weight="bold">{}</text>"#, top - 10.0, escape(&panel.title));
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="{}" font-size="13" font-weight="bold">{}</text>"#,
+        top - 10.0,
+        escape(&panel.title)
+    );
     // The loads' windows, shaded and named.
-    for span in &report.spans {
+    for (i, span) in report.spans.iter().enumerate() {
         let (x0, x1) = (x(span.start), x(span.end));
+        // Alternating shades keep back-to-back windows apart.
+        let fill = if i % 2 == 0 { "#eef2f7" } else { "#f6f6f6" };
         let _ = writeln!(
             out,
-            r##"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{PANEL}" fill="#f0f0f0"/>"##,
+            r#"<rect x="{x0:.1}" y="{top}" width="{:.1}" height="{PANEL}" fill="{fill}"/>"#,
             (x1 - x0).max(0.5)
         );
         let _ = writeln!(
@@ -181,7 +205,11 @@ fn draw_panel(out: &mut String, panel: &Panel, report: &Report, top: f64, end: f
     let mut v = 0.0;
     while v <= y_max * 1.0001 {
         let yy = y(v);
-        let _ = writeln!(out, r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/>"##,
+            LEFT + plot_w
+        );
         let _ = writeln!(
             out,
             r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
@@ -195,8 +223,17 @@ fn draw_panel(out: &mut String, panel: &Panel, report: &Report, top: f64, end: f
     let mut t = 0.0;
     while t <= end + 1e-9 {
         let xx = x(t);
-        let _ = writeln!(out, r##"<line x1="{xx:.1}" y1="{}" x2="{xx:.1}" y2="{}" stroke="#999"/>"##, top + PANEL, top + PANEL + 4.0);
-        let _ = writeln!(out, r#"<text x="{xx:.1}" y="{}" text-anchor="middle">{t:.0} s</text>"#, top + PANEL + 16.0);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{xx:.1}" y1="{}" x2="{xx:.1}" y2="{}" stroke="#999"/>"##,
+            top + PANEL,
+            top + PANEL + 4.0
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{xx:.1}" y="{}" text-anchor="middle">{t:.0} s</text>"#,
+            top + PANEL + 16.0
+        );
         t += t_step;
     }
     let _ = writeln!(
@@ -211,8 +248,16 @@ fn draw_panel(out: &mut String, panel: &Panel, report: &Report, top: f64, end: f
         LEFT + plot_w
     );
     for (i, series) in panel.series.iter().enumerate() {
-        let points: Vec<String> = series.points.iter().map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v))).collect();
-        let dash = if series.dashed { r#" stroke-dasharray="3 2""# } else { "" };
+        let points: Vec<String> = series
+            .points
+            .iter()
+            .map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v)))
+            .collect();
+        let dash = if series.dashed {
+            r#" stroke-dasharray="3 2""#
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             r#"<polyline fill="none" stroke="{}" stroke-width="1.5"{dash} points="{}"/>"#,
@@ -237,7 +282,13 @@ fn draw_panel(out: &mut String, panel: &Panel, report: &Report, top: f64, end: f
             lx + 22.0,
             top - 14.0
         );
-        let _ = writeln!(out, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, lx + 26.0, top - 10.0, escape(name));
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+            lx + 26.0,
+            top - 10.0,
+            escape(name)
+        );
     }
 }
 
@@ -266,9 +317,16 @@ impl Unit {
 fn nice_step(raw: f64) -> f64 {
     let raw = if raw.is_finite() && raw > 0.0 { raw } else { 1.0 };
     let magnitude = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw * 0.999_999).unwrap_or(10.0 * magnitude)
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw * 0.999_999)
+        .unwrap_or(10.0 * magnitude)
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

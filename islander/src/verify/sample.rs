@@ -73,7 +73,10 @@ impl Probe<'_> {
     }
 
     fn blkio(&self) -> (u64, u64) {
-        let text = self.cgroups.read("blkio", "blkio.throttle.io_service_bytes").unwrap_or_default();
+        let text = self
+            .cgroups
+            .read("blkio", "blkio.throttle.io_service_bytes")
+            .unwrap_or_default();
         service_bytes(&text, self.device)
     }
 
@@ -98,7 +101,9 @@ pub fn service_bytes(text: &str, device: (u64, u64)) -> (u64, u64) {
         if f.next() != Some(dev.as_str()) {
             continue;
         }
-        let (Some(op), Some(n)) = (f.next(), f.next().and_then(|n| n.parse::<u64>().ok())) else { continue };
+        let (Some(op), Some(n)) = (f.next(), f.next().and_then(|n| n.parse::<u64>().ok())) else {
+            continue;
+        };
         match op {
             "Read" => read = n,
             "Write" => write = n,

@@ -29,7 +29,10 @@ impl Stage {
     pub fn create(layer_dir: &Path, read_file: bool) -> Result<Stage> {
         fs::create_dir_all(layer_dir.parent().unwrap_or(layer_dir)).map_err(io_err("creating", layer_dir))?;
         fs::create_dir(layer_dir).map_err(io_err("creating", layer_dir))?;
-        let stage = Stage { lower: layer_dir.join("verify"), layer_dir: layer_dir.to_path_buf() };
+        let stage = Stage {
+            lower: layer_dir.join("verify"),
+            layer_dir: layer_dir.to_path_buf(),
+        };
         let dir = stage.lower.join(IN_ISLE_DIR.trim_start_matches('/'));
         fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         let exe = dir.join(WORKLOAD_NAME);
@@ -63,7 +66,9 @@ impl Drop for Stage {
 /// `bytes` of a non-zero pattern, on the disk (synced), for O_DIRECT reads.
 fn write_read_file(path: &Path, bytes: u64) -> Result<()> {
     const CHUNK: usize = 1 << 20;
-    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3]).collect();
+    let chunk: Vec<u8> = (0..CHUNK)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect();
     let mut f = fs::File::create(path).map_err(io_err("creating", path))?;
     let mut left = bytes;
     while left > 0 {
