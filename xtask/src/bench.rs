@@ -60,21 +60,9 @@ fn start(args: &BenchArgs) -> Result<()> {
             args.runs
         );
     }
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the start benchmark runs isles and runc containers, which needs root");
-    }
+    require_root("the start benchmark runs isles and runc containers, which needs root")?;
     let runc = which("runc").context("runc is not installed (apt-get install runc)")?;
-    let islander = match &args.islander {
-        Some(path) => path.clone(),
-        None => {
-            crate::build(true)?;
-            target_dir().join("release/islander")
-        }
-    };
-    if !islander.is_file() {
-        bail!("no islander binary at {}", islander.display());
-    }
+    let islander = release_islander(args)?;
 
     let scratch = Scratch::new()?;
     let rootfs = scratch.dir.join("rootfs");
@@ -142,7 +130,7 @@ fn start(args: &BenchArgs) -> Result<()> {
     println!("{}", report.table());
     if !args.no_doc {
         let doc = workspace_root().join("docs/benchmarks.md");
-        update_doc(&doc, &report.section())?;
+        update_doc(&doc, (BENCH_START_MARK, BENCH_END_MARK), &report.section())?;
         step!("bench start: wrote the figures to {}", doc.display());
     }
     Ok(())
@@ -416,7 +404,35 @@ fn machine() -> Result<String> {
 
 /// Replaces the section between the marks in `doc`, or appends it; creates
 /// the file with a title if there is none.
-fn update_doc(doc: &Path, section: &str) -> Result<()> {
+/// Benchmarks start real isles, so they refuse to run as anyone but root.
+pub(crate) fn require_root(why: &str) -> Result<()> {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{why}");
+    }
+    Ok(())
+}
+
+/// The islander binary a benchmark measures: `--islander PATH`, or a fresh
+/// release build.
+pub(crate) fn release_islander(args: &BenchArgs) -> Result<PathBuf> {
+    let islander = match &args.islander {
+        Some(path) => path.clone(),
+        None => {
+            crate::build(true)?;
+            target_dir().join("release/islander")
+        }
+    };
+    if !islander.is_file() {
+        bail!("no islander binary at {}", islander.display());
+    }
+    Ok(islander)
+}
+
+/// `marks` are the section's opening and closing HTML comments; every bench
+/// owns one section and leaves the others as they are.
+pub(crate) fn update_doc(doc: &Path, marks: (&str, &str), section: &str) -> Result<()> {
+    let (start_mark, end_mark) = marks;
     let old = match fs::read_to_string(doc) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -425,9 +441,9 @@ fn update_doc(doc: &Path, section: &str) -> Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", doc.display())),
     };
-    let new = match (old.find(BENCH_START_MARK), old.find(BENCH_END_MARK)) {
+    let new = match (old.find(start_mark), old.find(end_mark)) {
         (Some(begin), Some(end)) if begin < end => {
-            let after = old[end + BENCH_END_MARK.len()..].trim_start_matches('\n');
+            let after = old[end + end_mark.len()..].trim_start_matches('\n');
             let gap = if after.is_empty() { "" } else { "\n" };
             format!("{}{section}{gap}{after}", &old[..begin])
         }

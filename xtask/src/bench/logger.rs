@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 
 use super::{build_rootfs, command_line, machine, BenchArgs, Scratch};
-use crate::{step, target_dir, workspace_root};
+use crate::{step, workspace_root};
 
 const LINE: u64 = 100;
 /// 1 GiB of whole lines: 10,737,418 of them (1,073,741,800 bytes).
@@ -83,20 +83,8 @@ int main(int argc, char **argv)
 "#;
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the logger benchmark runs isles, which needs root");
-    }
-    let islander = match &args.islander {
-        Some(path) => path.clone(),
-        None => {
-            crate::build(true)?;
-            target_dir().join("release/islander")
-        }
-    };
-    if !islander.is_file() {
-        bail!("no islander binary at {}", islander.display());
-    }
+    super::require_root("the logger benchmark runs isles, which needs root")?;
+    let islander = super::release_islander(args)?;
     let scratch = Scratch::new()?;
     let rootfs = scratch.dir.join("rootfs");
     build_rootfs(&rootfs)?;
@@ -150,7 +138,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("{}", report.table());
     if !args.no_doc {
         let doc = workspace_root().join("docs/benchmarks.md");
-        update_section(&doc, &report.section())?;
+        super::update_doc(&doc, (MARK_BEGIN, MARK_END), &report.section())?;
         step!("bench logger: wrote the figures to {}", doc.display());
     }
     Ok(())
@@ -587,31 +575,6 @@ impl Report {
     }
 }
 
-/// Replaces this benchmark's section of `doc` (between its marks), or adds
-/// it at the end; other sections stay as they are.
-fn update_section(doc: &Path, section: &str) -> Result<()> {
-    let old = match fs::read_to_string(doc) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            "# Benchmarks\n\nFigures measured on the project's machines; each section says how to reproduce it.\n".to_string()
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", doc.display())),
-    };
-    let new = match (old.find(MARK_BEGIN), old.find(MARK_END)) {
-        (Some(begin), Some(end)) if begin < end => {
-            let after = old[end + MARK_END.len()..].trim_start_matches('\n');
-            let gap = if after.is_empty() { "" } else { "\n" };
-            format!("{}{section}{gap}{after}", &old[..begin])
-        }
-        _ => format!("{}\n\n{section}", old.trim_end_matches('\n')),
-    };
-    // Written beside and renamed, so an interrupted bench never leaves half a file.
-    let tmp = doc.with_extension("md.logger.tmp");
-    fs::write(&tmp, new).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, doc)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), doc.display()))?;
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

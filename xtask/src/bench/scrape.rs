@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 
 use super::{build_rootfs, command_line, machine, ms, BenchArgs, Scratch, Stats};
-use crate::{step, target_dir, workspace_root};
+use crate::{step, workspace_root};
 
 const ISLES: usize = 50;
 const SCRAPES: usize = 200;
@@ -39,20 +39,8 @@ const END_MARK: &str = "<!-- bench scrape: end -->";
 const ISLE_COMMAND: [&str; 3] = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"];
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the scrape benchmark runs isles, which needs root");
-    }
-    let islander = match &args.islander {
-        Some(path) => path.clone(),
-        None => {
-            crate::build(true)?;
-            target_dir().join("release/islander")
-        }
-    };
-    if !islander.is_file() {
-        bail!("no islander binary at {}", islander.display());
-    }
+    super::require_root("the scrape benchmark runs isles, which needs root")?;
+    let islander = super::release_islander(args)?;
 
     // Declared first so it is dropped last, after every isle has ended.
     let scratch = Scratch::new()?;
@@ -129,7 +117,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     fleet.stop()?;
     if !args.no_doc {
         let doc = workspace_root().join("docs/benchmarks.md");
-        update_doc(&doc, &report.section())?;
+        super::update_doc(&doc, (START_MARK, END_MARK), &report.section())?;
         step!("bench scrape: wrote the figures to {}", doc.display());
     }
     if report.stats.median >= TARGET {
@@ -409,29 +397,3 @@ impl Report {
     }
 }
 
-/// Replaces this benchmark's section of `doc`, or appends it; any other
-/// section stays as it is.
-fn update_doc(doc: &Path, section: &str) -> Result<()> {
-    let old = match fs::read_to_string(doc) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            "# Benchmarks\n\nFigures measured on the project's machines; each section says how to reproduce it.\n"
-                .to_string()
-        }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", doc.display())),
-    };
-    let new = match (old.find(START_MARK), old.find(END_MARK)) {
-        (Some(begin), Some(end)) if begin < end => {
-            let after = old[end + END_MARK.len()..].trim_start_matches('\n');
-            let gap = if after.is_empty() { "" } else { "\n" };
-            format!("{}{section}{gap}{after}", &old[..begin])
-        }
-        _ => format!("{}\n\n{section}", old.trim_end_matches('\n')),
-    };
-    // Written beside and renamed, so an interrupted bench never leaves half a file.
-    let tmp = doc.with_extension("md.scrape.tmp");
-    fs::write(&tmp, new).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, doc)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), doc.display()))?;
-    Ok(())
-}

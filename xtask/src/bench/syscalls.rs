@@ -201,7 +201,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     println!("{}", report.verdict());
     if !args.no_doc {
         let doc = workspace_root().join("docs/benchmarks.md");
-        update_doc(&doc, &report.section())?;
+        super::update_doc(&doc, (START_MARK, END_MARK), &report.section())?;
         step!("bench syscalls: wrote the figures to {}", doc.display());
     }
     Ok(())
@@ -634,22 +634,3 @@ impl Report {
     }
 }
 
-/// Replaces this bench's section of `doc` (between its marks), or appends
-/// it, leaving the other sections as they are.
-fn update_doc(doc: &Path, section: &str) -> Result<()> {
-    let old = fs::read_to_string(doc).with_context(|| format!("reading {}", doc.display()))?;
-    let new = match (old.find(START_MARK), old.find(END_MARK)) {
-        (Some(begin), Some(end)) if begin < end => {
-            let after = old[end + END_MARK.len()..].trim_start_matches('\n');
-            let gap = if after.is_empty() { "" } else { "\n" };
-            format!("{}{section}{gap}{after}", &old[..begin])
-        }
-        _ => format!("{}\n\n{section}", old.trim_end_matches('\n')),
-    };
-    // Written beside and renamed, so an interrupted bench never leaves half a file.
-    let tmp = doc.with_extension("md.tmp");
-    fs::write(&tmp, new).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, doc)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), doc.display()))?;
-    Ok(())
-}
