@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod exec;
 pub mod image;
+pub mod limits;
 pub mod inspect;
 pub mod kill;
 pub mod logs;

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use islander::isle::run::{self, RunRequest};
-use islander::limits::LimitArgs;
 use islander::logger::Rotation;
 use islander::paths::StateRoot;
+
+use super::limits::LimitOptions;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -54,27 +55,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub privileged: bool,
 
-    /// Memory limit: <number>[b|k|m|g], at least 4M.
-    #[arg(long, value_name = "SIZE", default_value = "500M", allow_hyphen_values = true)]
-    pub memory_in_bytes: String,
-    /// CPU shares (relative weight), at least 2.
-    #[arg(long, value_name = "N", default_value = "100", allow_hyphen_values = true)]
-    pub cpu_shares: String,
-    /// CFS period in microseconds, 1000..1000000.
-    #[arg(long, value_name = "US", default_value = "100000", allow_hyphen_values = true)]
-    pub cpu_period: String,
-    /// CFS quota in microseconds, at least 1000, or -1 for none.
-    #[arg(long, value_name = "US", default_value = "1000000", allow_hyphen_values = true)]
-    pub cpu_quota: String,
-    /// Read rate limit: RATE (<number>[kb|mb|gb], on the isle's disk) or DEVICE:RATE; repeatable. [default: 500M]
-    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
-    pub device_read_bps: Vec<String>,
-    /// Write rate limit, as --device-read-bps. [default: 100M]
-    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
-    pub device_write_bps: Vec<String>,
-    /// net_cls class id of the isle's traffic (0xAAAABBBB or decimal).
-    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
-    pub net_cls_classid: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitOptions,
 
     /// The command and its arguments [default: /bin/bash, else /bin/sh].
     #[arg(value_name = "CMD", trailing_var_arg = true)]
@@ -100,16 +82,7 @@ pub fn run(root: &StateRoot, args: RunArgs) -> anyhow::Result<i32> {
         id: None,
         extra_lower: None,
         metrics: args.metrics,
-        limits: LimitArgs {
-            memory_in_bytes: Some(args.memory_in_bytes),
-            cpu_shares: Some(args.cpu_shares),
-            cpu_period: Some(args.cpu_period),
-            cpu_quota: Some(args.cpu_quota),
-            device_read_bps: args.device_read_bps,
-            device_write_bps: args.device_write_bps,
-            net_cls_classid: args.net_cls_classid,
-            privileged: args.privileged,
-        },
+        limits: args.limits.into_limit_args(args.privileged),
     };
     if req.detach {
         return detach(root, req);

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use islander::isle::run::RunRequest;
-use islander::limits::{self, LimitArgs};
 use islander::paths::StateRoot;
 use islander::verify::{self, Launcher, Report, Row, VerifyError, VerifyRequest};
 
+use super::limits::LimitOptions;
 use super::supervise::{Answer, Launch};
 
 #[derive(Debug, Args)]
@@ -25,27 +25,11 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DIR")]
     pub rootfs: Option<PathBuf>,
 
-    /// Memory limit: <number>[b|k|m|g], at least 4M.
-    #[arg(long, value_name = "SIZE", default_value = limits::DEFAULT_MEMORY_IN_BYTES, allow_hyphen_values = true)]
-    pub memory_in_bytes: String,
-    /// CPU shares (relative weight), at least 2. Set, but not verified: a weight shows only against other isles.
-    #[arg(long, value_name = "N", default_value = limits::DEFAULT_CPU_SHARES, allow_hyphen_values = true)]
-    pub cpu_shares: String,
-    /// CFS period in microseconds, 1000..1000000.
-    #[arg(long, value_name = "US", default_value = limits::DEFAULT_CPU_PERIOD, allow_hyphen_values = true)]
-    pub cpu_period: String,
-    /// CFS quota in microseconds, at least 1000, or -1 for none.
-    #[arg(long, value_name = "US", default_value = limits::DEFAULT_CPU_QUOTA, allow_hyphen_values = true)]
-    pub cpu_quota: String,
-    /// Read rate limit: RATE (<number>[kb|mb|gb], on the isle's disk) or DEVICE:RATE; repeatable. [default: 500M]
-    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
-    pub device_read_bps: Vec<String>,
-    /// Write rate limit, as --device-read-bps. [default: 100M]
-    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
-    pub device_write_bps: Vec<String>,
-    /// net_cls class id of the isle's traffic (0xAAAABBBB or decimal). Set, but not verified.
-    #[arg(long, value_name = "ID", allow_hyphen_values = true)]
-    pub net_cls_classid: Option<String>,
+    /// The limits to verify, as `islander run` takes them. `--cpu-shares` and
+    /// `--net-cls-classid` are set but not verified: a weight shows only
+    /// against other isles, a class id only to a traffic classifier.
+    #[command(flatten)]
+    pub limits: LimitOptions,
 
     /// Output format: an aligned table, or JSON (a list of objects with
     /// limit, unit, configured, measured, verdict and detail).
@@ -73,16 +57,7 @@ pub fn run(root: &StateRoot, args: VerifyArgs) -> anyhow::Result<i32> {
     let req = VerifyRequest {
         image: args.image,
         rootfs: args.rootfs,
-        limits: LimitArgs {
-            memory_in_bytes: Some(args.memory_in_bytes),
-            cpu_shares: Some(args.cpu_shares),
-            cpu_period: Some(args.cpu_period),
-            cpu_quota: Some(args.cpu_quota),
-            device_read_bps: args.device_read_bps,
-            device_write_bps: args.device_write_bps,
-            net_cls_classid: args.net_cls_classid,
-            privileged: false,
-        },
+        limits: args.limits.into_limit_args(false),
     };
     catch_stop_signals()?;
     let mut launcher = CliLauncher::new(root)?;
