@@ -14,6 +14,7 @@ pub mod run;
 pub mod stop;
 pub mod stats;
 pub mod supervise;
+pub mod table;
 pub mod verify;
 
 use std::path::PathBuf;

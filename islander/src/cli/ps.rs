@@ -69,28 +69,9 @@ fn table(rows: &[PsRow]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cols: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cols.iter().enumerate() {
-            if i + 1 == cols.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}   ", w = widths[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.to_vec());
-    for row in &cells {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
+    let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    rows.extend(cells.into_iter().map(Vec::from));
+    super::table::render(&rows)
 }
 
 /// The command line, quoted as Docker's table shows it, cut to fit.

@@ -84,22 +84,7 @@ const HEADERS: [&str; 10] = [
 fn table(rows: &[IsleStats]) -> String {
     let mut cells: Vec<Vec<String>> = vec![HEADERS.iter().map(|h| h.to_string()).collect()];
     cells.extend(rows.iter().map(row));
-    let widths: Vec<usize> =
-        (0..HEADERS.len()).map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-    let mut text = String::new();
-    for r in &cells {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 == r.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
-            }
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
+    super::table::render(&cells)
 }
 
 /// Unknown figures show as `-`: a rate on first sight, the eBPF columns

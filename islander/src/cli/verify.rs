@@ -277,23 +277,7 @@ fn table(rows: &[Row]) -> String {
             r.detail.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..HEADERS.len())
-        .map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut text = String::new();
-    for r in &cells {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 == r.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
-            }
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
+    super::table::render(&cells)
 }
 
 fn value(v: f64, unit: &str) -> String {
