@@ -39,7 +39,10 @@ pub struct ProcessId {
 
 impl ProcessId {
     pub fn of(pid: i32) -> Option<ProcessId> {
-        Some(ProcessId { pid, start_time: start_time(pid)? })
+        Some(ProcessId {
+            pid,
+            start_time: start_time(pid)?,
+        })
     }
 
     pub fn current() -> ProcessId {
@@ -48,7 +51,14 @@ impl ProcessId {
 
     /// Whether this very process still exists (a zombie counts as gone).
     pub fn is_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time) && !is_zombie(self.pid)
+        // One read of /proc/PID/stat: the state is field 3, the start time 22.
+        match stat_fields(self.pid) {
+            Some(f) => {
+                f.first().map(String::as_str) != Some("Z")
+                    && f.get(19).and_then(|t| t.parse().ok()) == Some(self.start_time)
+            }
+            None => false,
+        }
     }
 }
 
@@ -62,10 +72,6 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
 
 fn start_time(pid: i32) -> Option<u64> {
     stat_fields(pid)?.get(19)?.parse().ok()
-}
-
-fn is_zombie(pid: i32) -> bool {
-    stat_fields(pid).and_then(|f| f.first().cloned()).as_deref() == Some("Z")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,7 +105,10 @@ impl Record {
     }
 
     pub fn save(&self, run_dir: &Path) -> Result<()> {
-        write_atomic(&Self::path(run_dir), &serde_json::to_vec_pretty(self).expect("records serialize"))
+        write_atomic(
+            &Self::path(run_dir),
+            &serde_json::to_vec_pretty(self).expect("records serialize"),
+        )
     }
 
     pub fn load(run_dir: &Path) -> Option<Record> {
@@ -150,7 +159,9 @@ mod tests {
         let back = Record::load(&dir).unwrap();
         assert_eq!(back.id, rec.id);
         assert!(back.supervisor.is_alive());
-        assert!(!fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+        assert!(!fs::read_dir(&dir)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
         fs::remove_dir_all(&dir).unwrap();
     }
 
