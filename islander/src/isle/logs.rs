@@ -277,7 +277,7 @@ mod tests {
             w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
                 .unwrap();
         }
-        w.flush().unwrap();
+        w.sync().unwrap();
         let mut c = Cursor::open(&dir);
         let mut got = collect(&mut c);
         // Rotations while following: every file is finished before the next.
@@ -304,7 +304,7 @@ mod tests {
         assert!(collect(&mut c).is_empty());
         let mut w = LogWriter::open(&dir, Rotation::default()).unwrap();
         w.write(Stream::Stderr, b"late\n").unwrap();
-        w.flush().unwrap();
+        w.sync().unwrap();
         assert_eq!(collect(&mut c), vec!["late\n".to_string()]);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -4,10 +4,13 @@
 //! into `<lib>/isles/<id>/log/isle.log`, rotated by size into `isle.log.1`,
 //! `isle.log.2`, ... up to a maximum number of files.
 //!
-//! [`writer`] turns chunks of a stream into records and rotates the files;
+//! [`writer`] turns chunks of a stream into records ([`encode`]) and decides
+//! the rotation; a thread of its own writes the files (`sink`);
 //! [`reader`] reads them back, in order, for `islander logs`.
 
+pub mod encode;
 pub mod reader;
+mod sink;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -18,6 +21,8 @@ use thiserror::Error;
 pub enum LoggerError {
     #[error("{op} {path}: {err}")]
     Io { op: &'static str, path: PathBuf, err: std::io::Error },
+    #[error("the log writer thread has stopped")]
+    WriterGone,
     #[error("invalid --log-max-size '{0}': use <number>[k|m|g], at least 4k")]
     BadMaxSize(String),
     #[error("invalid --log-max-file '{0}': use an integer from 1 to 100")]

@@ -137,6 +137,8 @@ pub fn supervise(pid: Pid, signals: &SignalFd, output: &IsleOutput, mut how: Sup
         sources.push(Source { fd: e, stream: Stream::Stderr, open: true });
     }
     let mut stdin_open = how.relay_stdin && pty.is_some();
+    // An eighth of the isle's 1 MiB pipe per read: few wake-ups of a
+    // writer blocked on a full pipe, and a buffer that stays small.
     let mut buf = vec![0u8; 128 * 1024];
     let mut exit = None;
     let mut grace_polls = 0;
