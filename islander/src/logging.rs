@@ -30,3 +30,53 @@ pub fn init(verbosity: u8) {
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
         .try_init();
 }
+
+/// For `islander-logger`, which lives as long as its isle and must stay
+/// small: warnings and errors, one line each, to stderr (the isle's
+/// `supervisor.log`), without the filter and formatting machinery of
+/// [`init`], whose code would stay resident beside every isle.
+pub fn init_minimal(program: &'static str) {
+    let _ = tracing::subscriber::set_global_default(Minimal { program });
+}
+
+struct Minimal {
+    program: &'static str,
+}
+
+impl tracing::Subscriber for Minimal {
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        *meta.level() <= tracing::Level::WARN
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = format!("{} {} {}:", humantime::format_rfc3339_seconds(std::time::SystemTime::now()), self.program, event.metadata().level());
+        event.record(&mut Fields(&mut line));
+        eprintln!("{line}");
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// `message` as it is, other fields as ` key=value`.
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        if field.name() == "message" {
+            let _ = write!(self.0, " {value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+}

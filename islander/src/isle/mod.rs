@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod kill;
 pub mod logs;
 pub mod lookup;
+pub mod monitor;
 pub mod ps;
 pub mod record;
 pub mod remove;
@@ -28,6 +29,8 @@ pub enum IsleError {
     BadName(String),
     #[error("the name '{name}' is already used by isle {}; choose another or remove that isle", &id[..12])]
     NameInUse { name: String, id: String },
+    #[error("{path} is missing ({reason}): detached isles need islander-logger, which is built and installed beside islander")]
+    NoLogger { path: PathBuf, reason: String },
     #[error("isle {0} is not running")]
     NotRunning(String),
     #[error("the state of isle {id} is damaged: {reason}")]

@@ -13,7 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{ExitRecord, ProcessId, Record, Status};
+use super::monitor::{self, Monitor};
+use super::record::{ProcessId, Record, Status};
 use super::{gc, io_err, new_id, short_id, IsleError};
 use crate::cgroups::Cgroups;
 use crate::ebpf::Observer;
@@ -322,15 +323,17 @@ pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
 /// tells `report` its id (or why it could not start), then drains its
 /// output into the log until it ends, and records how it ended.
 pub fn run_detached(root: &StateRoot, req: RunRequest, report: impl FnOnce(std::result::Result<&str, &crate::Error>)) -> Result<()> {
-    let prepared = req
-        .metrics
-        .as_deref()
-        .map(MetricsServer::bind)
-        .transpose()
-        .map_err(crate::Error::from)
-        .and_then(|server| Ok((server, pipes(&req)?)))
-        .and_then(|(server, pipes)| Ok((server, pipes, prepare(root, &req)?)));
-    let (server, mut pipes, mut p) = match prepared {
+    // Without --metrics the supervisor becomes islander-logger once the
+    // isle runs; it must exist before anything is created.
+    let logger = match req.metrics {
+        Some(_) => Ok(None),
+        None => monitor::logger_program().map(Some),
+    };
+    let prepared = logger
+        .and_then(|logger| req.metrics.as_deref().map(MetricsServer::bind).transpose().map(|server| (logger, server)).map_err(crate::Error::from))
+        .and_then(|(logger, server)| Ok((logger, server, pipes(&req)?)))
+        .and_then(|(logger, server, pipes)| Ok((logger, server, pipes, prepare(root, &req)?)));
+    let (logger, server, mut pipes, mut p) = match prepared {
         Ok(x) => x,
         Err(e) => {
             report(Err(&e));
@@ -346,31 +349,28 @@ pub fn run_detached(root: &StateRoot, req: RunRequest, report: impl FnOnce(std::
             return Err(e);
         }
     };
-    let mut log = LogWriter::open(&p.record.log_dir, req.log_rotation)?;
+    // From here the monitor owns the teardown: the record and the layer
+    // stay until `rm`, and it removes the cgroups when PID 1 ends.
     p.held.keep_files = true;
+    p.held.cgroups = None;
     report(Ok(&p.record.id));
+    let output = IsleOutput { pty: started.pty_master.take(), ..std::mem::take(&mut pipes.ours) };
+    let raw = |fd: &Option<OwnedFd>| fd.as_ref().map(AsRawFd::as_raw_fd);
+    let mut monitor = Monitor::new(&p.record.id, started.pid, &p.run_dir, &p.record.log_dir, req.log_rotation);
+    monitor.stdout = raw(&output.stdout);
+    monitor.stderr = raw(&output.stderr);
+    monitor.pty = raw(&output.pty);
+    monitor.stdin_writer = raw(&pipes._stdin_writer);
+    if let Some(program) = logger {
+        let err = monitor.exec(&program);
+        tracing::warn!(isle = %p.record.id, "executing {}: {err}; the supervisor watches the isle itself", program.display());
+    }
     if let Some(server) = server {
         server.serve(root.clone(), observer.clone());
     }
-    let output = IsleOutput { pty: started.pty_master.take(), ..std::mem::take(&mut pipes.ours) };
-    let result = supervisor::supervise(
-        started.pid,
-        &signal_fd,
-        &output,
-        Supervision { echo: false, relay_stdin: false, log: Some(&mut log) },
-    );
-    let cgroups = p.held.cgroups.as_ref().expect("prepared isles have cgroups");
-    let oom_kills = cgroups.oom_kills();
-    unobserve(&observer, cgroups);
-    let exit = match &result {
-        Ok(e) => Some(*e),
-        Err(_) => None,
-    };
-    p.record.status = Status::Exited;
-    p.record.exit = Some(ExitRecord { exit, oom_killed: oom_kills > 0, finished_unix: now_unix() });
-    p.record.save(&p.run_dir)?;
+    let result = monitor.run(&signal_fd, &output, |cgroups| unobserve(&observer, cgroups));
     drop(p);
-    result.map(|_| ()).map_err(Into::into)
+    result
 }
 
 /// `/bin/bash` when the image has it, as the default image does; else `/bin/sh`.

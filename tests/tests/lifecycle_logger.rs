@@ -1,0 +1,101 @@
+//! A detached isle's supervisor becomes `islander-logger` once the isle
+//! runs: the same process (the isle's parent, holding its pipes), with only
+//! the small program resident. What it must keep doing after the exec, and
+//! what `run -d` does when the program is missing.
+
+mod lifecycle_support;
+
+use std::fs;
+use std::process::Stdio;
+
+use islander_tests::{islander_bin, islander_cgroup_entries, Islander, OutputExt};
+use lifecycle_support::{describe, ps_all, start, wait_for_line, wait_one, wait_running};
+
+/// `key:` of /proc/PID/status, in KiB or as the number it is.
+fn status_field(pid: i64, key: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status:\n{status}"))
+}
+
+fn supervisor_pid(isl: &Islander, id: &str) -> i64 {
+    let record: serde_json::Value = serde_json::from_slice(
+        &fs::read(isl.isles_run_dir().join(id).join("state.json")).expect("the isle's record"),
+    )
+    .expect("a JSON record");
+    record["supervisor"]["pid"].as_i64().unwrap_or_else(|| panic!("no supervisor pid: {record:#}"))
+}
+
+#[test]
+fn the_supervisor_becomes_the_small_logger_and_keeps_its_duties() {
+    let isl = Islander::new("lc-logger");
+    let isle = start(
+        &isl,
+        &["--name", "watched"],
+        &["sh", "-c", "echo to-out; echo to-err >&2; trap 'echo bye; exit 7' TERM; while :; do sleep 1; done"],
+    );
+    let row = wait_running(&isl, &isle.id);
+    wait_for_line(&isl, &isle.id, "to-out");
+    let sup = supervisor_pid(&isl, &isle.id);
+    let comm = fs::read_to_string(format!("/proc/{sup}/comm")).expect("the supervisor's comm");
+    assert_eq!(comm.trim(), "islander-logger", "{}", describe(&isl, &isle.id));
+    let exe = fs::read_link(format!("/proc/{sup}/exe")).expect("the supervisor's exe");
+    assert_eq!(exe, islander_bin().with_file_name("islander-logger"));
+    // Still the parent of the isle's PID 1, and small.
+    let pid1 = row["pid"].as_i64().expect("a host pid");
+    assert_eq!(status_field(pid1, "PPid:") as i64, sup, "the logger is PID 1's parent");
+    // The release build's figures are in docs/benchmarks.md (about 2.5 MiB
+    // idle); the tests' debug build is bigger, but far below the engine's.
+    let rss = status_field(sup, "VmRSS:");
+    assert!(rss <= 6 * 1024, "the idle logger holds {rss} KiB resident, more than 6 MiB");
+
+    // It forwards nothing itself here (stop signals PID 1), but it sees the
+    // exit, records the status and keeps logging until the end.
+    isl.run(&["stop", "-t", "10", "watched"]).assert_success("stop watched");
+    let done = wait_one(&isl, &isle.id);
+    assert_eq!(done["status"], "exited(7)", "{done:#}\n{}", describe(&isl, &isle.id));
+    let logs = isl.run(&["logs", "watched"]);
+    logs.assert_success("logs watched");
+    assert_eq!(logs.stdout_str(), "to-out\nbye\n");
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "to-err\n");
+    // Its cgroups went with it.
+    let cg = std::path::Path::new("/sys/fs/cgroup/memory/islander").join(&isle.id);
+    assert!(!cg.exists(), "{} remains after the isle exited", cg.display());
+    let sup_log = fs::read_to_string(isl.isles_lib_dir().join(&isle.id).join("supervisor.log")).unwrap_or_default();
+    assert!(sup_log.trim().is_empty(), "the logger complained: {sup_log}");
+}
+
+#[test]
+fn run_detached_without_islander_logger_fails_and_leaves_nothing() {
+    let isl = Islander::exclusive("lc-no-logger");
+    let before = islander_cgroup_entries();
+    // islander alone, without its logger beside it.
+    let bin = isl.root().join("lonely-bin");
+    fs::create_dir(&bin).expect("mkdir");
+    let lonely = bin.join("islander");
+    fs::copy(islander_bin(), &lonely).expect("copy islander");
+    let rootfs = lifecycle_support::rootfs(&isl);
+    let out = std::process::Command::new(&lonely)
+        .env_remove("ISLANDER_ROOT")
+        .arg("--root")
+        .arg(isl.root())
+        .args(["run", "-d", "--rootfs"])
+        .arg(&rootfs)
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the lonely islander");
+    assert_eq!(out.status.code(), Some(125), "{}", out.describe());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = bin.join("islander-logger");
+    assert!(
+        err.contains(&*want.to_string_lossy()) && err.contains("islander-logger"),
+        "the error names the missing program: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(ps_all(&isl).is_empty(), "no isle was created");
+    isl.assert_nothing_left(&before);
+}
