@@ -99,3 +99,55 @@ fn run_detached_without_islander_logger_fails_and_leaves_nothing() {
     assert!(ps_all(&isl).is_empty(), "no isle was created");
     isl.assert_nothing_left(&before);
 }
+
+/// A tmpfs mounted over a directory for the life of the value.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: std::path::PathBuf, size: &str) -> SmallDisk {
+        fs::create_dir_all(&dir).expect("mkdir the mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount -t tmpfs on {}", dir.display());
+        SmallDisk(dir)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_drops_records_but_neither_stops_nor_kills_the_isle() {
+    let isl = Islander::new("lc-full-disk");
+    // The isles' layers and logs on a 2 MiB disk; records and the rootfs
+    // elsewhere. The isle prints about 4 MiB of records' worth.
+    let disk = SmallDisk::mount(isl.isles_lib_dir(), "2m");
+    let isle = start(
+        &isl,
+        &[],
+        &["sh", "-c", "i=0; while [ $i -lt 40000 ]; do echo \"line $i and some padding\"; i=$((i+1)); done; exit 3"],
+    );
+    let done = wait_one(&isl, &isle.id);
+    assert_eq!(done["status"], "exited(3)", "the isle ran to its end: {done:#}\n{}", describe(&isl, &isle.id));
+    let logs = isl.run(&["logs", &isle.id]);
+    logs.assert_success("logs of the isle whose disk filled");
+    let text = logs.stdout_str();
+    assert!(text.starts_with("line 0 and some padding\n"), "the first lines are kept: {:?}", &text[..text.len().min(200)]);
+    let kept = text.lines().count();
+    assert!(kept > 1000 && kept < 40000, "some records were kept and some dropped: {kept}");
+    // Whatever was kept is whole records, in order.
+    let log = fs::read_to_string(isl.isles_lib_dir().join(&isle.id).join("log/isle.log")).expect("the log");
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("a torn record {line:?}: {e}"));
+    }
+    let numbers: Vec<u64> = text.lines().map(|l| l.split(' ').nth(1).and_then(|n| n.parse().ok()).expect("a numbered line")).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "kept lines are in order");
+    drop(isle);
+    drop(disk);
+}

@@ -31,17 +31,16 @@ enum Op {
 
 pub struct Sink {
     ops: Option<SyncSender<Op>>,
-    /// Emptied buffers, or the error that stopped the thread.
-    back: Receiver<Result<Vec<u8>>>,
-    /// Buffers with the thread, at most [`BUFFERS`]; the caller fills one
-    /// more meanwhile.
+    /// Emptied buffers.
+    back: Receiver<Vec<u8>>,
+    /// Buffers with the thread, at most [`BUFFERS`].
     in_flight: usize,
     thread: Option<JoinHandle<()>>,
-    error: Option<LoggerError>,
 }
 
-/// Buffers with the thread at most: one it writes and one queued behind
-/// it, so it never waits for the caller while the caller fills a third.
+/// Buffers with the thread at most. Two make double buffering: the caller
+/// hands one over, then waits only for the one the thread is writing, and
+/// fills that while the thread goes straight on to the one just handed.
 const BUFFERS: usize = 2;
 
 impl Sink {
@@ -49,31 +48,29 @@ impl Sink {
     pub fn start(dir: &Path, file: File) -> Result<Sink> {
         let (ops, ops_rx) = mpsc::sync_channel::<Op>(BUFFERS + 1);
         let (back_tx, back) = mpsc::sync_channel(BUFFERS + 1);
-        let mut thread = FileThread { dir: dir.to_path_buf(), file };
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut thread = FileThread { dir: dir.to_path_buf(), file, size, dropped: 0 };
         let handle = std::thread::Builder::new()
             .name("isle-log-writer".into())
             .stack_size(64 * 1024)
             .spawn(move || {
                 for op in ops_rx {
-                    let answer = match op {
-                        Op::Write(buf) => thread.write(buf),
-                        Op::Rotate(keep) => match thread.rotate(keep) {
-                            Ok(()) => continue,
-                            Err(e) => Err(e),
-                        },
+                    match op {
+                        Op::Write(buf) => {
+                            thread.write(&buf);
+                            if back_tx.send(buf).is_err() {
+                                return;
+                            }
+                        }
+                        Op::Rotate(keep) => thread.rotate(keep),
                         Op::Sync(done) => {
                             let _ = done.send(());
-                            continue;
                         }
-                    };
-                    let failed = answer.is_err();
-                    if back_tx.send(answer).is_err() || failed {
-                        return;
                     }
                 }
             })
             .map_err(|err| LoggerError::Io { op: "starting the log writer thread for", path: dir.to_path_buf(), err })?;
-        Ok(Sink { ops: Some(ops), back, in_flight: 0, thread: Some(handle), error: None })
+        Ok(Sink { ops: Some(ops), back, in_flight: 0, thread: Some(handle) })
     }
 
     /// Hands `records` to the thread and returns an empty buffer to fill
@@ -100,20 +97,17 @@ impl Sink {
         if wait.recv().is_err() {
             return Err(self.stopped());
         }
-        // Buffers the thread gave back meanwhile wait in `back`; an error
-        // among them is this sync's.
-        while let Ok(answer) = self.back.try_recv() {
+        // Buffers the thread gave back meanwhile wait in `back`.
+        while self.back.try_recv().is_ok() {
             self.in_flight -= 1;
-            answer?;
         }
         Ok(())
     }
 
     fn take_back(&mut self) -> Result<Vec<u8>> {
         match self.back.recv() {
-            Ok(answer) => {
+            Ok(mut buf) => {
                 self.in_flight -= 1;
-                let mut buf = answer?;
                 buf.clear();
                 Ok(buf)
             }
@@ -130,16 +124,8 @@ impl Sink {
         }
     }
 
-    /// The error that stopped the thread (it sends one before it ends).
+    /// The thread ends only by panicking.
     fn stopped(&mut self) -> LoggerError {
-        if let Some(e) = self.error.take() {
-            return e;
-        }
-        while let Ok(answer) = self.back.try_recv() {
-            if let Err(e) = answer {
-                return e;
-            }
-        }
         LoggerError::WriterGone
     }
 }
@@ -155,18 +141,54 @@ impl Drop for Sink {
 }
 
 /// The thread's side: the current file, and rotation.
+///
+/// A failed write (the disk full, say) must not stop the isle: its records
+/// are dropped, the file is cut back to the last whole record, and writing
+/// goes on with the next buffer; a warning says when records start being
+/// dropped and how many bytes were lost once writes succeed again. The
+/// writer's idea of the file's size then runs ahead of the file, so it
+/// rotates a little early, never late.
 struct FileThread {
     dir: PathBuf,
     file: File,
+    /// The current file's size: where the last whole record ends.
+    size: u64,
+    /// Bytes of records dropped since writes began to fail; 0 when they work.
+    dropped: u64,
 }
 
 impl FileThread {
-    fn write(&mut self, buf: Vec<u8>) -> Result<Vec<u8>> {
-        self.file.write_all(&buf).map_err(|err| LoggerError::Io { op: "writing", path: log_file(&self.dir, 0), err })?;
-        Ok(buf)
+    fn write(&mut self, buf: &[u8]) {
+        match self.file.write_all(buf) {
+            Ok(()) => {
+                self.size += buf.len() as u64;
+                if self.dropped > 0 {
+                    tracing::warn!("writing {} works again; {} bytes of records were dropped", self.path().display(), self.dropped);
+                    self.dropped = 0;
+                }
+            }
+            Err(err) => {
+                // What part of the buffer went in would be a torn record.
+                let _ = self.file.set_len(self.size);
+                if self.dropped == 0 {
+                    tracing::warn!("writing {}: {err}; dropping records until writes succeed again", self.path().display());
+                }
+                self.dropped += buf.len() as u64;
+            }
+        }
     }
 
-    fn rotate(&mut self, keep: u32) -> Result<()> {
+    fn path(&self) -> PathBuf {
+        log_file(&self.dir, 0)
+    }
+
+    fn rotate(&mut self, keep: u32) {
+        if let Err(e) = self.try_rotate(keep) {
+            tracing::warn!("rotating the log in {}: {e}; writing on to the current file", self.dir.display());
+        }
+    }
+
+    fn try_rotate(&mut self, keep: u32) -> Result<()> {
         let io = |op: &'static str, path: &Path| {
             let path = path.to_path_buf();
             move |err| LoggerError::Io { op, path, err }
@@ -184,6 +206,7 @@ impl FileThread {
         }
         let path = log_file(&self.dir, 0);
         self.file = OpenOptions::new().create(true).append(true).open(&path).map_err(io("opening", &path))?;
+        self.size = 0;
         Ok(())
     }
 }

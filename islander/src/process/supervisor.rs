@@ -212,15 +212,12 @@ pub fn supervise(pid: Pid, signals: &SignalFd, output: &IsleOutput, mut how: Sup
             match read(src.fd.as_raw_fd(), &mut buf) {
                 Ok(0) | Err(Errno::EIO) => {
                     src.open = false;
-                    if let Some(log) = how.log.as_deref_mut() {
-                        log.finish(src.stream)?;
-                    }
+                    let stream = src.stream;
+                    how.logged(|log| log.finish(stream));
                 }
                 Ok(n) => {
                     let data = &buf[..n];
-                    if let Some(log) = how.log.as_deref_mut() {
-                        log.write(src.stream, data)?;
-                    }
+                    how.logged(|log| log.write(src.stream, data));
                     if how.echo {
                         let out = if src.stream == Stream::Stderr { stderr.as_fd() } else { stdout.as_fd() };
                         // A closed terminal must not stop the draining.
@@ -248,19 +245,30 @@ pub fn supervise(pid: Pid, signals: &SignalFd, output: &IsleOutput, mut how: Sup
                 }
             }
         }
-        if let Some(log) = how.log.as_deref_mut() {
-            log.flush()?;
-        }
+        how.logged(|log| log.flush());
     }
 }
 
 fn finish_all(how: &mut Supervision, sources: &[Source]) -> Result<()> {
-    if let Some(log) = how.log.as_deref_mut() {
-        for s in sources {
-            log.finish(s.stream)?;
-        }
+    for s in sources {
+        how.logged(|log| log.finish(s.stream));
     }
     Ok(())
+}
+
+impl Supervision<'_> {
+    /// Runs `op` on the log, if there still is one. The log writer drops
+    /// what the disk refuses and goes on by itself; an error here means it
+    /// cannot go on at all, and then the isle is still drained, unlogged,
+    /// rather than left to block on a full pipe.
+    fn logged(&mut self, op: impl FnOnce(&mut LogWriter) -> crate::logger::Result<()>) {
+        if let Some(log) = self.log.as_deref_mut() {
+            if let Err(e) = op(log) {
+                tracing::error!("the isle's log: {e}; its output is drained but no longer logged");
+                self.log = None;
+            }
+        }
+    }
 }
 
 /// Reaps `pid` if it has ended; other children (none expected) are ignored.
