@@ -14,8 +14,11 @@ use super::{log_file, LoggerError, Result, Rotation, Stream};
 /// A line longer than this is written as several records, as Docker does,
 /// so that a stream without newlines cannot grow the logger without bound.
 const MAX_LINE: usize = 16 * 1024;
-/// Records are handed to the writing thread in buffers of about this size.
-const FLUSH_AT: usize = 256 * 1024;
+/// Records are handed to the writing thread in buffers of about this size:
+/// each hand-over may cost a wake-up, and 512 KiB made a logger busy with
+/// 100-byte lines about a sixth faster than 256 KiB, for 0.5 MiB more
+/// resident (two buffers travel).
+const FLUSH_AT: usize = 512 * 1024;
 
 pub struct LogWriter {
     rotation: Rotation,
