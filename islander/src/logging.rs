@@ -59,7 +59,11 @@ impl tracing::Subscriber for Minimal {
     fn event(&self, event: &tracing::Event<'_>) {
         let mut line = format!("{} {} {}:", humantime::format_rfc3339_seconds(std::time::SystemTime::now()), self.program, event.metadata().level());
         event.record(&mut Fields(&mut line));
-        eprintln!("{line}");
+        line.push('\n');
+        // Not eprintln!, which panics when stderr cannot be written: the
+        // supervisor log may sit on the very disk that is full.
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }
 
     fn enter(&self, _: &tracing::span::Id) {}

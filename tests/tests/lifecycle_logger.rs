@@ -151,3 +151,30 @@ fn a_full_disk_drops_records_but_neither_stops_nor_kills_the_isle() {
     drop(isle);
     drop(disk);
 }
+
+#[test]
+fn with_metrics_the_whole_supervisor_stays_and_serves_them() {
+    use islander_tests::metrics::{free_addr, Scrape};
+    let isl = Islander::new("lc-logger-metrics");
+    let addr = free_addr();
+    let isle = start(&isl, &["--metrics", &addr], &["sh", "-c", "echo up; while :; do sleep 1; done"]);
+    wait_running(&isl, &isle.id);
+    wait_for_line(&isl, &isle.id, "up");
+    let sup = supervisor_pid(&isl, &isle.id);
+    let comm = fs::read_to_string(format!("/proc/{sup}/comm")).expect("the supervisor's comm");
+    assert_eq!(comm.trim(), "islander", "an isle with --metrics keeps the whole supervisor");
+    let short = &isle.id[..12];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match Scrape::fetch(&addr) {
+            Ok(s) if !s.find("islander_isle_cpu_usage_seconds_total", &[("isle", short)]).is_empty() => break,
+            other => assert!(std::time::Instant::now() < deadline, "no metrics for {short} on {addr}: {other:?}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    isl.run(&["kill", "-s", "KILL", &isle.id]).assert_success("kill");
+    let done = wait_one(&isl, &isle.id);
+    assert_eq!(done["status"], "exited(137)", "{done:#}\n{}", describe(&isl, &isle.id));
+    let cg = std::path::Path::new("/sys/fs/cgroup/memory/islander").join(&isle.id);
+    assert!(!cg.exists(), "{} remains after the isle exited", cg.display());
+}
