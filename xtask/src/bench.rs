@@ -405,6 +405,31 @@ fn machine() -> Result<String> {
 /// Replaces the section between the marks in `doc`, or appends it; creates
 /// the file with a title if there is none.
 /// Benchmarks start real isles, so they refuse to run as anyone but root.
+/// `islander --root STATE run -d ARGS...` with stdin from /dev/null: the
+/// id it printed, or an error with its stderr.
+pub(crate) fn start_detached<I, S>(islander: &Path, state: &Path, args: I) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(islander)
+        .arg("--root")
+        .arg(state)
+        .args(["run", "-d"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running islander run -d")?;
+    if !out.status.success() {
+        bail!(
+            "islander run -d failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 pub(crate) fn require_root(why: &str) -> Result<()> {
     // SAFETY: geteuid cannot fail and touches no memory.
     if unsafe { libc::geteuid() } != 0 {

@@ -97,23 +97,12 @@ struct Isle {
 
 impl Isle {
     fn start(islander: &Path, state: &Path, rootfs: &Path) -> Result<Isle> {
-        let out = Command::new(islander)
-            .arg("--root")
-            .arg(state)
-            .args(["run", "-d", "-i", "--rootfs"])
-            .arg(rootfs)
-            .args(["/bin/attach-counter", "-i", "1"])
-            .stdin(Stdio::null())
-            .output()
-            .context("starting the isle")?;
-        if !out.status.success() {
-            bail!(
-                "islander run -d failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let id = super::start_detached(
+            islander,
+            state,
+            ["-i".as_ref(), "--rootfs".as_ref(), rootfs.as_os_str(), "/bin/attach-counter".as_ref(), "-i".as_ref(), "1".as_ref()],
+        )
+        .context("starting the isle")?;
         Ok(Isle {
             islander: islander.to_path_buf(),
             state: state.to_path_buf(),

@@ -101,7 +101,6 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
 
     let _held = HoldFreePages::start();
-    warm_memory()?;
     step!("bench logger: {ROUNDS} rounds of 1 GiB ({LINES} lines of {LINE} bytes), plain copy and isle alternating");
     let mut plain = Vec::new();
     let mut isle = Vec::new();
@@ -253,36 +252,26 @@ impl Bench {
     fn isle(&self) -> Result<IsleRun> {
         settle()?;
         let begin = Instant::now();
-        let out = Command::new(&self.islander)
-            .arg("--root")
-            .arg(&self.state)
-            // The host's own weight, as the plain copy's processes have: the
-            // default 100 shares would measure the CPU limit under load,
-            // not the logger.
-            .args([
-                "run",
-                "-d",
-                "--cpu-shares",
-                "1024",
-                "--log-max-size",
-                "4g",
-                "--log-max-file",
-                "1",
-                "--rootfs",
-            ])
-            .arg(&self.rootfs)
-            .args(["/bin/writer", &LINES.to_string()])
-            .stdin(Stdio::null())
-            .output()
-            .context("running islander run -d")?;
-        if !out.status.success() {
-            bail!(
-                "islander run -d failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        // The host's own weight, as the plain copy's processes have: the
+        // default 100 shares would measure the CPU limit under load, not
+        // the logger.
+        let lines = LINES.to_string();
+        let id = super::start_detached(
+            &self.islander,
+            &self.state,
+            [
+                "--cpu-shares".as_ref(),
+                "1024".as_ref(),
+                "--log-max-size".as_ref(),
+                "4g".as_ref(),
+                "--log-max-file".as_ref(),
+                "1".as_ref(),
+                "--rootfs".as_ref(),
+                self.rootfs.as_os_str(),
+                "/bin/writer".as_ref(),
+                lines.as_ref(),
+            ],
+        )?;
         let record = self.state.join("run/isles").join(&id).join("state.json");
         let log = self.state.join("lib/isles").join(&id).join("log/isle.log");
         let last = format!("{:010}", LINES - 1);
@@ -351,7 +340,8 @@ impl Bench {
 /// VM) says how long a page must have been free before it goes back to the
 /// host. Reported pages are faulted back in, at a host fault each, when
 /// they are next used, so whether a round's page cache landed on them made
-/// rounds differ by a factor of two.
+/// rounds differ by a factor of two. (Touching all free memory first as
+/// well made things worse: the first round after it stalled for seconds.)
 const MIN_FREE_MS: &str = "/sys/module/page_reporting/parameters/min_free_ms";
 
 /// Holds freed pages back from the host for the benchmark's length, and
@@ -379,49 +369,6 @@ impl Drop for HoldFreePages {
             let _ = fs::write(MIN_FREE_MS, old.trim());
         }
     }
-}
-
-/// Touches every free page once. In a VM the host backs guest memory on
-/// its first touch, so a run whose page cache lands on pages never used
-/// before pays a host fault per page (about 1.7 us here) and took twice as
-/// long as the next; after this, memory behaves as on a machine that has
-/// been up for a while, for the plain copy and the isle alike.
-fn warm_memory() -> Result<()> {
-    let meminfo = fs::read_to_string("/proc/meminfo")?;
-    let free_kib: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemFree:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no MemFree in /proc/meminfo")?;
-    // Leave 1 GiB, so nothing else is pushed out meanwhile.
-    let len = (free_kib.saturating_sub(1 << 20) * 1024) as usize;
-    if len == 0 {
-        return Ok(());
-    }
-    step!("bench logger: touching {} MiB of free memory once", len >> 20);
-    let begin = Instant::now();
-    // SAFETY: a private anonymous mapping of our own, written only inside
-    // its length, and unmapped before return.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            bail!("mmap of {len} bytes: {}", std::io::Error::last_os_error());
-        }
-        let bytes = p.cast::<u8>();
-        for off in (0..len).step_by(4096) {
-            bytes.add(off).write_volatile(1);
-        }
-        libc::munmap(p, len);
-    }
-    step!("bench logger: touched in {:.1} s", begin.elapsed().as_secs_f64());
-    Ok(())
 }
 
 /// Writes back what earlier rounds left dirty, so every run starts alike.
@@ -529,21 +476,11 @@ impl Bench {
         let mut ids = Vec::new();
         let result = (|| {
             for _ in 0..IDLE_ISLES {
-                let out = Command::new(&self.islander)
-                    .arg("--root")
-                    .arg(&self.state)
-                    .args(["run", "-d", "--rootfs"])
-                    .arg(&self.rootfs)
-                    .args(["/bin/sleep", "1000"])
-                    .stdin(Stdio::null())
-                    .output()?;
-                if !out.status.success() {
-                    bail!(
-                        "islander run -d failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
-                }
-                ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+                ids.push(super::start_detached(
+                    &self.islander,
+                    &self.state,
+                    ["--rootfs".as_ref(), self.rootfs.as_os_str(), "/bin/sleep".as_ref(), "1000".as_ref()],
+                )?);
             }
             let mut rss = Vec::new();
             let mut pss = Vec::new();
@@ -741,7 +678,7 @@ impl Report {
              - Version: {version} (release build)\n\
              - Method: in this VM the host backs a guest page only once it is touched, and takes freed pages back \
              (free page reporting), so a round whose page cache landed on such pages paid a host fault per page and \
-             took twice as long as the next. So free memory is touched once first, and while the benchmark runs freed \
+             took twice as long as the next. So while the benchmark runs freed \
              pages are reported only after 100 s (`page_reporting` `min_free_ms`, its maximum here, put back afterwards). \
              A static C writer prints {LINES} numbered lines of {LINE} bytes (1 GiB) in 64 KiB writes. \
              Plain: `writer | cat > FILE` on the host, timed from spawn to exit. Isle: \
