@@ -20,6 +20,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{self, ControlMessage, MsgFlags};
 
 use super::{sys, AttachError, Result};
+use crate::cgroups::mountinfo::unescape;
 
 /// Sends `fds` with one byte of data, in one message.
 pub fn send_fds(sock: &OwnedFd, fds: &[RawFd]) -> Result<()> {
@@ -94,23 +95,6 @@ fn devpts_of(pid: i32, dev: u64) -> Option<PathBuf> {
         (fields.get(2) == Some(&want.as_str()) && fields.get(sep + 1) == Some(&"devpts"))
             .then(|| PathBuf::from(format!("/proc/{pid}/root{}/ptmx", unescape(mount_point))))
     })
-}
-
-/// mountinfo writes space, tab, newline and backslash as octal escapes.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

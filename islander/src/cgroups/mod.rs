@@ -13,7 +13,7 @@
 //! configuration and stays.
 
 mod fs;
-mod mountinfo;
+pub(crate) mod mountinfo;
 #[cfg(test)]
 mod testfs;
 

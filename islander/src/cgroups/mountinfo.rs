@@ -85,8 +85,9 @@ pub fn parse(text: &str) -> Mounts {
     mounts
 }
 
-/// mountinfo writes space, tab, newline and backslash as `\ooo` octal.
-fn unescape(field: &str) -> String {
+/// mountinfo writes space, tab, newline and backslash as `\ooo` octal;
+/// every reader of mountinfo in islander undoes it here.
+pub(crate) fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -19,6 +19,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, RenameFlags};
 
 use super::{ImageError, Result, ROOTFS_DIR};
+use crate::cgroups::mountinfo::unescape as unescape_mountinfo;
 
 const STAGING_PREFIX: &str = ".tmp-";
 const STORE_LOCK: &str = ".store.lock";
@@ -319,29 +320,6 @@ fn unmount_under(path: &Path) {
             tracing::warn!("could not unmount {}: {e}", target.display());
         }
     }
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo` octal.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal {
-            Some(d) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn rename_noreplace(from: &Path, to: &Path) -> std::result::Result<(), Errno> {

@@ -15,6 +15,7 @@ use crate::cgroups::Cgroups;
 use crate::logger::{log_file, reader};
 use crate::paths::StateRoot;
 use crate::process::supervisor::Exit;
+use crate::cgroups::mountinfo::unescape;
 
 /// One isle. The field names are the JSON format's and stay stable.
 #[derive(Debug, Serialize)]
@@ -177,26 +178,6 @@ fn parse_mountinfo_line(line: &str) -> Option<MountView> {
         source: unescape(right[1]),
         super_options: right[2].to_string(),
     })
-}
-
-/// The kernel writes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c));
-        if octal {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
