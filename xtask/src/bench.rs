@@ -277,6 +277,11 @@ struct Stats {
 }
 
 impl Stats {
+    /// `| name | median | mean | p90 | min | max |`, in milliseconds.
+    pub(crate) fn row(name: &str, s: &Stats) -> String {
+        format!("| {name} | {} | {} | {} | {} | {} |\n", ms(s.median), ms(s.mean), ms(s.p90), ms(s.min), ms(s.max))
+    }
+
     fn of(times: &mut [Duration]) -> Self {
         times.sort_unstable();
         let n = times.len();
@@ -318,16 +323,7 @@ struct Report {
 
 impl Report {
     fn table(&self) -> String {
-        let row = |name: &str, s: &Stats| {
-            format!(
-                "| {name} | {} | {} | {} | {} | {} |\n",
-                ms(s.median),
-                ms(s.mean),
-                ms(s.p90),
-                ms(s.min),
-                ms(s.max)
-            )
-        };
+        let row = Stats::row;
         let (i, r) = (&self.islander, &self.runc);
         format!(
             "| | median | mean | p90 | min | max |\n|---|---|---|---|---|---|\n{}{}| islander / runc | {} | {} | {} | {} | {} |\n",

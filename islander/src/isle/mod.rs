@@ -87,3 +87,8 @@ pub fn new_id() -> String {
 pub fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
+
+/// Seconds since the epoch, as records keep times.
+pub(crate) fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

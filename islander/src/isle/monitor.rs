@@ -14,14 +14,13 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::sys::signalfd::SignalFd;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::record::{ExitRecord, Record, Status};
-use super::IsleError;
+use super::{now_unix, IsleError};
 use crate::cgroups::Cgroups;
 use crate::logger::writer::LogWriter;
 use crate::logger::Rotation;
@@ -157,10 +156,6 @@ fn set_cloexec(fd: RawFd, on: bool) {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     let flags = if on { FdFlag::FD_CLOEXEC } else { FdFlag::empty() };
     let _ = fcntl(fd, FcntlArg::F_SETFD(flags));
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -9,13 +9,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::monitor::{self, Monitor};
 use super::record::{ProcessId, Record, Status};
-use super::{gc, io_err, new_id, short_id, IsleError};
+use super::{gc, io_err, new_id, now_unix, short_id, IsleError};
 use crate::cgroups::Cgroups;
 use crate::ebpf::Observer;
 use crate::image::ImageStore;
@@ -148,10 +147,6 @@ fn pipes(req: &RunRequest) -> Result<Pipes> {
         theirs: [stdin, Some(out_w), Some(err_w)],
         _stdin_writer: writer,
     })
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Validates the request, then creates record, layer and cgroups.

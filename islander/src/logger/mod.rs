@@ -97,6 +97,12 @@ fn parse_size(s: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// Maps an I/O error on `path` to a [`LoggerError`].
+fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> LoggerError {
+    let path = path.to_path_buf();
+    move |err| LoggerError::Io { op, path, err }
+}
+
 /// The log directory of an isle and the path of its n-th file (0 = current).
 pub fn log_file(dir: &std::path::Path, n: u32) -> PathBuf {
     if n == 0 {

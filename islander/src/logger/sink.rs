@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use super::{log_file, LoggerError, Result};
+use super::{io, log_file, LoggerError, Result};
 
 enum Op {
     /// Append these records to the current file; the buffer comes back.
@@ -69,7 +69,7 @@ impl Sink {
                     }
                 }
             })
-            .map_err(|err| LoggerError::Io { op: "starting the log writer thread for", path: dir.to_path_buf(), err })?;
+            .map_err(io("starting the log writer thread for", dir))?;
         Ok(Sink { ops: Some(ops), back, in_flight: 0, thread: Some(handle) })
     }
 
@@ -95,7 +95,7 @@ impl Sink {
         let (done, wait) = mpsc::sync_channel(1);
         self.send(Op::Sync(done))?;
         if wait.recv().is_err() {
-            return Err(self.stopped());
+            return Err(LoggerError::WriterGone);
         }
         // Buffers the thread gave back meanwhile wait in `back`.
         while self.back.try_recv().is_ok() {
@@ -111,7 +111,8 @@ impl Sink {
                 buf.clear();
                 Ok(buf)
             }
-            Err(_) => Err(self.stopped()),
+            // The thread ends only by panicking.
+            Err(_) => Err(LoggerError::WriterGone),
         }
     }
 
@@ -120,14 +121,10 @@ impl Sink {
         if sent {
             Ok(())
         } else {
-            Err(self.stopped())
+            Err(LoggerError::WriterGone)
         }
     }
 
-    /// The thread ends only by panicking.
-    fn stopped(&mut self) -> LoggerError {
-        LoggerError::WriterGone
-    }
 }
 
 impl Drop for Sink {
@@ -189,10 +186,6 @@ impl FileThread {
     }
 
     fn try_rotate(&mut self, keep: u32) -> Result<()> {
-        let io = |op: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |err| LoggerError::Io { op, path, err }
-        };
         if keep > 1 {
             for n in (1..keep).rev() {
                 let from = log_file(&self.dir, n - 1);

@@ -192,16 +192,7 @@ struct Report {
 
 impl Report {
     fn table(&self) -> String {
-        let row = |name: &str, s: &Stats| {
-            format!(
-                "| {name} | {} | {} | {} | {} | {} |\n",
-                ms(s.median),
-                ms(s.mean),
-                ms(s.p90),
-                ms(s.min),
-                ms(s.max)
-            )
-        };
+        let row = Stats::row;
         format!(
             "| | median | mean | p90 | min | max |\n|---|---|---|---|---|---|\n{}{}",
             row("start to first live byte", &self.first_byte),
