@@ -102,6 +102,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
     let _held = HoldFreePages::start();
     step!("bench logger: {ROUNDS} rounds of 1 GiB ({LINES} lines of {LINE} bytes), plain copy and isle alternating");
+    // One pair unmeasured first: the first runs after a build page in the
+    // binaries and the rootfs, and touch memory the host has not yet backed.
+    bench.plain()?;
+    bench.isle()?;
     let mut plain = Vec::new();
     let mut isle = Vec::new();
     for round in 0..ROUNDS {
@@ -288,13 +292,13 @@ impl Bench {
             // Sampled once the supervisor has become the logger: before,
             // for the first milliseconds, it is the engine setting up.
             if let Some(pid) = supervisor.filter(|&pid| is_logger(pid)) {
-                sample(pid, &mut memory);
+                sample(pid, &mut memory, polls.is_multiple_of(PSS_EVERY));
             }
             if logged.is_none() {
                 // The tail is read when the size moved, and every 100 ms
                 // anyway, so no moment of a racing write is missed.
                 let size = fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-                if size != seen_size || polls % 20 == 0 {
+                if size != seen_size || polls.is_multiple_of(20) {
                     seen_size = size;
                     if tail_of(&log, 300).is_some_and(|t| t.contains(&last)) {
                         logged = Some(begin.elapsed());
@@ -410,9 +414,14 @@ fn is_logger(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "islander-logger")
 }
 
-/// Folds one look at /proc/PID/status into `m`; a process that is gone
-/// leaves it as it was.
-fn sample(pid: i32, m: &mut Memory) {
+/// Polls between two looks at the logger's Pss: smaps_rollup walks its
+/// mappings, which takes CPU from the run being measured. (Its peak RSS
+/// needs no frequent looks: the kernel keeps it, as VmHWM.)
+const PSS_EVERY: u64 = 20;
+
+/// Folds one look at /proc/PID/status (and its Pss, if `pss`) into `m`; a
+/// process that is gone leaves it as it was.
+fn sample(pid: i32, m: &mut Memory, pss: bool) {
     let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
         return;
     };
@@ -434,7 +443,7 @@ fn sample(pid: i32, m: &mut Memory) {
     if let Some(v) = kib("RssFile:") {
         m.file_max_kib = m.file_max_kib.max(v);
     }
-    if let Some(v) = pss_kib(pid) {
+    if let Some(v) = pss.then(|| pss_kib(pid)).flatten() {
         m.pss_max_kib = m.pss_max_kib.max(v);
     }
     if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -496,7 +505,7 @@ impl Bench {
                     thread::sleep(SAMPLE);
                 }
                 let mut m = Memory::default();
-                sample(pid, &mut m);
+                sample(pid, &mut m, true);
                 rss.push(m.rss_max_kib);
                 pss.push(m.pss_max_kib);
             }
@@ -685,8 +694,9 @@ impl Report {
              `islander run -d --rootfs BUSYBOX --cpu-shares 1024 --log-max-size 4g --log-max-file 1 /bin/writer` (1024 shares: the weight the plain copy's processes have), timed from spawn \
              until the log's last record is the writer's last line (the log's size and tail are polled every {poll} ms), \
              and on until the isle's record says exited (which adds the isle's teardown: PID 1's exit, the overlay's \
-             unmount, the cgroups' removal); then the log is checked to hold one record per line, the last one last. {ROUNDS} rounds, alternating which side goes first, `sync` before each run; the medians are \
-             shown. The supervisor's /proc/PID/status and smaps_rollup are sampled every {poll} ms while it runs. \
+             unmount, the cgroups' removal); then the log is checked to hold one record per line, the last one last. One unmeasured run of each side first, then {ROUNDS} rounds, alternating which side goes first, `sync` before each run; the medians are \
+             shown. The supervisor's /proc/PID/status is sampled every {poll} ms while it runs (VmHWM is the kernel's own peak), \
+             its smaps_rollup (for Pss) every {pss_ms} ms, as walking its mappings takes CPU from the run measured. \
              Once the isle runs, its supervisor has become `islander-logger`, and only then is it sampled (for \
              its first milliseconds it is the whole engine setting the isle up). \
              VmRSS counts the pages of the logger's program and of libc, which the loggers of all isles share; Pss counts each \
@@ -707,6 +717,7 @@ impl Report {
             load = self.load,
             version = self.version,
             poll = SAMPLE.as_millis(),
+            pss_ms = SAMPLE.as_millis() as u64 * PSS_EVERY,
             table = self.table(),
             floor_share = 100.0 * median(self.floor.iter().map(Duration::as_secs_f64).collect()) / self.isle_s(),
         )
