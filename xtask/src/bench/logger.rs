@@ -107,15 +107,19 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     bench.plain()?;
     bench.isle()?;
     let mut plain = Vec::new();
+    let mut plain_cpu = Vec::new();
     let mut isle = Vec::new();
     for round in 0..ROUNDS {
-        if round % 2 == 0 {
-            plain.push(bench.plain()?);
+        let (p, cpu) = if round % 2 == 0 {
+            let p = bench.plain()?;
             isle.push(bench.isle()?);
+            p
         } else {
             isle.push(bench.isle()?);
-            plain.push(bench.plain()?);
-        }
+            bench.plain()?
+        };
+        plain.push(p);
+        plain_cpu.push(cpu);
         let (p, i) = (plain.last().unwrap(), isle.last().unwrap());
         step!(
             "bench logger: round {}: plain {:.2} s, isle {:.2} s to the log's last line, {:.2} s to exited (ratio {:.2}), supervisor VmRSS max {} KiB, VmHWM {} KiB",
@@ -147,6 +151,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         date: command_line(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?,
         version: command_line(Command::new(&bench.islander).arg("--version"))?,
         plain,
+        plain_cpu,
+        cpus: thread::available_parallelism().map_or(1, |n| n.get()),
         isle,
         floor,
     };
@@ -202,6 +208,8 @@ struct IsleRun {
     /// Spawn until the record says exited: the isle's teardown too.
     exited: Duration,
     memory: Memory,
+    /// CPU time of the isle's own processes (its cgroup's cpuacct.usage).
+    isle_cpu: Duration,
     log_bytes: u64,
 }
 
@@ -228,10 +236,12 @@ impl Bench {
         Ok(took)
     }
 
-    /// `writer | cat > FILE` on the host: spawn to exit.
-    fn plain(&self) -> Result<Duration> {
+    /// `writer | cat > FILE` on the host: spawn to exit, and the CPU time
+    /// its processes took.
+    fn plain(&self) -> Result<(Duration, Duration)> {
         settle()?;
         let out = self.dir.join("plain.out");
+        let cpu_before = children_cpu();
         let begin = Instant::now();
         let status = Command::new("sh")
             .args(["-c", "\"$0\" \"$1\" | cat > \"$2\""])
@@ -241,6 +251,7 @@ impl Bench {
             .status()
             .context("running the plain copy")?;
         let took = begin.elapsed();
+        let cpu = children_cpu().saturating_sub(cpu_before);
         if !status.success() {
             bail!("the plain copy failed ({status})");
         }
@@ -249,7 +260,7 @@ impl Bench {
         if size != LINES * LINE {
             bail!("the plain copy wrote {size} bytes, not {}", LINES * LINE);
         }
-        Ok(took)
+        Ok((took, cpu))
     }
 
     /// `islander run -d ... writer`: spawn until its record says exited.
@@ -280,6 +291,8 @@ impl Bench {
         let log = self.state.join("lib/isles").join(&id).join("log/isle.log");
         let last = format!("{:010}", LINES - 1);
         let mut memory = Memory::default();
+        let mut isle_cpu = Duration::ZERO;
+        let cpuacct = PathBuf::from(format!("/sys/fs/cgroup/cpuacct/islander/{id}/cpuacct.usage"));
         let mut supervisor = None;
         let mut logged = None;
         let mut seen_size = 0;
@@ -291,6 +304,11 @@ impl Bench {
             }
             // Sampled once the supervisor has become the logger: before,
             // for the first milliseconds, it is the engine setting up.
+            // Read until the cgroup is removed at the isle's teardown: the
+            // last reading comes after its processes ended.
+            if let Some(ns) = fs::read_to_string(&cpuacct).ok().and_then(|t| t.trim().parse::<u64>().ok()) {
+                isle_cpu = isle_cpu.max(Duration::from_nanos(ns));
+            }
             if let Some(pid) = supervisor.filter(|&pid| is_logger(pid)) {
                 sample(pid, &mut memory, polls.is_multiple_of(PSS_EVERY));
             }
@@ -314,6 +332,9 @@ impl Bench {
             }
             thread::sleep(SAMPLE);
         };
+        if isle_cpu.is_zero() {
+            bail!("could not read the isle's CPU time from {}", cpuacct.display());
+        }
         if !text_of(&record)?.contains("\"Code\": 0") {
             bail!("the writer isle did not exit with 0: {}", text_of(&record)?);
         }
@@ -335,6 +356,7 @@ impl Bench {
             time: took,
             exited,
             memory,
+            isle_cpu,
             log_bytes,
         })
     }
@@ -382,6 +404,15 @@ fn settle() -> Result<()> {
         bail!("sync failed ({status})");
     }
     Ok(())
+}
+
+/// User and system CPU time of this process's waited-for children so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage writes only into the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// The last `n` bytes of a file, as text.
@@ -573,6 +604,9 @@ struct Report {
     date: String,
     version: String,
     plain: Vec<Duration>,
+    /// CPU time of the plain copy's processes (the writer and cat).
+    plain_cpu: Vec<Duration>,
+    cpus: usize,
     isle: Vec<IsleRun>,
     /// Writing the log's bytes alone, from one hot buffer into a new file.
     floor: Vec<Duration>,
@@ -611,6 +645,15 @@ impl Report {
 
     /// Each round's own ratio (its plain run and its isle run were next to
     /// each other in time): min, median, max.
+    fn plain_cpu_s(&self) -> f64 {
+        median(self.plain_cpu.iter().map(Duration::as_secs_f64).collect())
+    }
+
+    /// Median CPU time of the isle's processes and its logger together.
+    fn isle_total_cpu(&self) -> f64 {
+        median(self.isle.iter().map(|r| (r.isle_cpu + r.memory.cpu).as_secs_f64()).collect())
+    }
+
     fn round_ratios(&self) -> (f64, f64, f64) {
         let r: Vec<f64> = self
             .plain
@@ -637,6 +680,9 @@ impl Report {
         );
         let log = self.isle.first().map_or(0, |r| r.log_bytes);
         let rounds = self.round_ratios();
+        let plain_cpu = self.plain_cpu_s();
+        let isle_cpu = median(self.isle.iter().map(|r| r.isle_cpu.as_secs_f64()).collect());
+        let cpus = self.cpus;
         let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
         format!(
             "| | median time | throughput |\n|---|---|---|\n\
@@ -652,6 +698,9 @@ impl Report {
              | Pss | {} KiB |\n\
              | with {IDLE_ISLES} idle isles at once: VmRSS mean, Pss mean / max | {} KiB, {} KiB / {} KiB (target <= {TARGET_RSS_KIB} KiB per isle: {}) |\n\
              | CPU time (user + system, median) | {cpu:.2} s |\n\
+             | CPU time of the isle's own processes (the writer; median) | {isle_cpu:.2} s |\n\
+             | CPU time of the plain copy (the writer and cat; median) | {plain_cpu:.2} s |\n\
+             | the isle's processes and the logger together (median), over {cpus} CPUs | {:.2} s, so at least {:.2} s |\n\
              | log written | {:.2} GiB of json-file records for 1 GiB of output |\n\
              | the floor: the log's bytes written alone into a new file from one buffer (median of 3) | {:.2} s |\n",
             Self::gib_per_s(p),
@@ -673,6 +722,8 @@ impl Report {
             self.idle.pss_mean_kib,
             self.idle.pss_max_kib,
             verdict(self.idle.pss_max_kib <= TARGET_RSS_KIB),
+            self.isle_total_cpu(),
+            self.isle_total_cpu() / cpus as f64,
             log as f64 / (1u64 << 30) as f64,
             median(self.floor.iter().map(Duration::as_secs_f64).collect()),
         )
@@ -706,9 +757,13 @@ impl Report {
              puts 1.7 times the plain copy's bytes into the page cache; the floor row is that write alone, without \
              the pipe or the encoding, {floor_share:.0}% of the isle's median time here. The logger overlaps it with the rest: its \
              main loop reads the pipe and encodes (one SSE2 pass per line) while a thread of its own writes the \
-             previous buffer. On this machine's two vCPUs the isle's writer, the loop and that thread share two \
-             cores, and a single round still moves with the host's load, which is why the rounds' own ratios are \
-             shown beside the ratio of the medians. The time until the record says \
+             previous buffer. The isle's writer, the loop and that thread need {isle_total:.2} CPU-seconds together, \
+             so on {cpus} CPUs the isle cannot take less than {bound:.2} s ({bound_share:.0}% of its median time here). \
+             The plain copy needs {plain_cpu:.2} CPU-seconds, {plain_busy:.0}% of what its {cpus} CPUs give in its median time; \
+             the isle keeps them {isle_busy:.0}% busy. What separates the two is the CPU the records cost beyond the \
+             copy (encoding them, and 1.7 times the bytes to write) and the CPU the isle leaves idle (its start, and \
+             the hand-offs between the logger's two threads). A single round still moves with the host's load, which is why the rounds' \
+             own ratios are shown beside the ratio of the medians. The time until the record says \
              exited adds the isle's teardown, mostly the kernel writing back the upper filesystem when the isle's \
              overlay is unmounted (which here includes the 1.7 GiB log), as with any overlay-based engine.\n\
              {MARK_END}\n",
@@ -720,6 +775,13 @@ impl Report {
             pss_ms = SAMPLE.as_millis() as u64 * PSS_EVERY,
             table = self.table(),
             floor_share = 100.0 * median(self.floor.iter().map(Duration::as_secs_f64).collect()) / self.isle_s(),
+            isle_total = self.isle_total_cpu(),
+            cpus = self.cpus,
+            bound = self.isle_total_cpu() / self.cpus as f64,
+            bound_share = 100.0 * self.isle_total_cpu() / self.cpus as f64 / self.isle_s(),
+            plain_cpu = self.plain_cpu_s(),
+            plain_busy = 100.0 * self.plain_cpu_s() / (self.cpus as f64 * self.plain_s()),
+            isle_busy = 100.0 * self.isle_total_cpu() / (self.cpus as f64 * self.isle_s()),
         )
     }
 }
