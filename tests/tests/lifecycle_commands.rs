@@ -225,6 +225,75 @@ fn rm_removes_every_trace() {
     wait_one(&isl, &again.id);
 }
 
+/// Polls until isle `id`'s record is gone (its `--rm` removal ran).
+fn wait_removed(isl: &Islander, id: &str) {
+    let record = isl.isles_run_dir().join(id);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // `ps` also reconciles: it removes an --rm isle whose supervisor died.
+    loop {
+        let listed = ps_all(isl).iter().any(|r| r["id"] == id);
+        if !listed && !record.exists() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "isle {id} (--rm) was not removed within 60 s: {}\nps -a: {}",
+            lifecycle_support::describe(isl, id),
+            isl.run(&["ps", "-a"]).describe()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn supervisor_pid(isl: &Islander, id: &str) -> i32 {
+    let record: Value = serde_json::from_slice(
+        &fs::read(isl.isles_run_dir().join(id).join("state.json")).expect("the isle's record"),
+    )
+    .expect("a JSON record");
+    record["supervisor"]["pid"].as_i64().unwrap_or_else(|| panic!("no supervisor pid: {record:#}")) as i32
+}
+
+#[test]
+fn run_rm_removes_the_isle_when_it_ends_however_it_ends() {
+    let isl = Islander::new("lc-run-rm");
+    // It ends by itself: record, layer (its writes, its log) and cgroups go.
+    let brief = start(&isl, &["--rm", "--name", "brief"], &["sh", "-c", "echo data > /tmp/x; echo bye"]);
+    wait_removed(&isl, &brief.id);
+    isl.assert_no_leftovers(&brief.id);
+    let logs = isl.run(&["logs", "brief"]);
+    assert!(!logs.status.success(), "logs of a removed isle: {}", logs.describe());
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("no such isle"), "{}", logs.describe());
+    // Its name is free again.
+    let again = start(&isl, &["--name", "brief"], &["true"]);
+    wait_one(&isl, &again.id);
+
+    // Stopped: gone once stop returns and the logger has cleaned up.
+    let stopped = start(&isl, &["--rm"], &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]);
+    wait_running(&isl, &stopped.id);
+    let shown: Value = serde_json::from_slice(&isl.run(&["inspect", stopped.short()]).stdout).expect("inspect's JSON");
+    assert_eq!(shown[0]["auto_remove"], true, "inspect shows --rm: {shown:#}");
+    isl.run(&["stop", "-t", "10", stopped.short()]).assert_success("stop an --rm isle");
+    wait_removed(&isl, &stopped.id);
+    isl.assert_no_leftovers(&stopped.id);
+
+    // Its logger killed: the isle goes with it (parent-death signal), and
+    // the next command that looks removes what the logger no longer can.
+    let orphan = start(&isl, &["--rm"], &["sh", "-c", "sleep 1000"]);
+    wait_running(&isl, &orphan.id);
+    let sup = supervisor_pid(&isl, &orphan.id);
+    // SAFETY: kill(2) on a pid this test read from the isle's record.
+    assert_eq!(unsafe { libc::kill(sup, libc::SIGKILL) }, 0, "kill -9 the logger {sup}");
+    wait_removed(&isl, &orphan.id);
+    isl.assert_no_leftovers(&orphan.id);
+
+    // In the foreground --rm is what happens anyway; the exit code passes.
+    let rootfs = lifecycle_support::rootfs(&isl);
+    let fg = isl.run(&["run", "--rm", "--rootfs", rootfs.to_str().unwrap(), "sh", "-c", "echo fg; exit 3"]);
+    assert_eq!(fg.status.code(), Some(3), "{}", fg.describe());
+    assert_eq!(fg.stdout_str(), "fg\n");
+    assert!(ps_all(&isl).is_empty() || ps_all(&isl).iter().all(|r| r["id"] == again.id.as_str()), "only the named isle is left: {:?}", ps_all(&isl));
+}
+
 #[test]
 fn inspect_shows_state_spec_pids_cgroups_mounts_and_log() {
     let isl = Islander::new("lc-inspect");

@@ -32,6 +32,10 @@ pub struct RunArgs {
     /// Run in the background: print the isle's id and return at once.
     #[arg(short, long)]
     pub detach: bool,
+    /// Remove the isle (record, layer, logs, cgroups) once it ends. A
+    /// foreground isle always is; with -d, its logger removes it.
+    #[arg(long = "rm")]
+    pub auto_remove: bool,
     /// Rotate the isle's log when a file reaches SIZE (<number>[k|m|g]). [default: 20m]
     #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub log_max_size: Option<String>,
@@ -77,6 +81,7 @@ pub fn run(root: &StateRoot, args: RunArgs) -> anyhow::Result<i32> {
         userns: args.userns,
         privileged: args.privileged,
         detach: args.detach,
+        auto_remove: args.auto_remove,
         log_rotation: Rotation::parse(args.log_max_size.as_deref(), args.log_max_file.as_deref())
             .map_err(islander::Error::from)?,
         id: None,

@@ -25,12 +25,20 @@ pub fn reap_orphans(root: &StateRoot) -> Vec<String> {
             }
             let run_dir = entry.path();
             let orphaned = match Record::load(&run_dir) {
-                Some(rec) if rec.status == Status::Exited => false,
+                // An --rm isle whose monitor ended before removing it.
+                Some(rec) if rec.status == Status::Exited => rec.auto_remove && !rec.supervisor.is_alive(),
                 Some(rec) if rec.detached && rec.status == Status::Running && !rec.supervisor.is_alive() => {
                     // Read again now that the supervisor is known to be gone:
                     // it may have recorded the exit just before it went.
                     let Some(mut rec) = Record::load(&run_dir) else { continue };
                     if rec.status != Status::Running {
+                        continue;
+                    }
+                    if rec.auto_remove {
+                        // `--rm`: what its monitor would have removed.
+                        tracing::info!(isle = %id, "the supervisor of an --rm isle is gone; removing the isle");
+                        remove_isle(root, &id);
+                        cleaned.push(id);
                         continue;
                     }
                     // Its supervisor was killed, and the isle with it
@@ -85,15 +93,20 @@ fn dir_is_stale(path: &std::path::Path) -> bool {
 /// Removes every trace of an isle: its processes and cgroups, its layer and
 /// its record (last, so that an interrupted clean-up is found again).
 pub fn remove_isle(root: &StateRoot, id: &str) {
+    remove_traces(id, &root.isle_layers(id), &root.isle_run(id));
+}
+
+/// [`remove_isle`] with the directories given: what an isle's own monitor
+/// calls for `--rm`.
+pub fn remove_traces(id: &str, layers_dir: &std::path::Path, run_dir: &std::path::Path) {
     if let Err(e) = Cgroups::open(id).destroy() {
         tracing::warn!(isle = %id, "removing cgroups: {e}");
     }
-    let layers = Layers::at(&root.isle_layers(id), std::path::Path::new("/"));
+    let layers = Layers::at(layers_dir, std::path::Path::new("/"));
     if let Err(e) = layers.remove() {
         tracing::warn!(isle = %id, "removing the layer: {e}");
     }
-    let run_dir = root.isle_run(id);
-    if let Err(e) = fs::remove_dir_all(&run_dir) {
+    if let Err(e) = fs::remove_dir_all(run_dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(isle = %id, "removing {}: {e}", run_dir.display());
         }

@@ -28,6 +28,8 @@ pub struct Inspection {
     pub created: String,
     pub created_unix: u64,
     pub detached: bool,
+    /// `--rm`: removed once it ends.
+    pub auto_remove: bool,
     pub state: StateView,
     /// Host pids of every process in the isle's cgroups.
     pub pids: Vec<i32>,
@@ -125,6 +127,7 @@ fn inspect_one(root: &StateRoot, rec: &Record) -> crate::Result<Inspection> {
         created: row.created.clone(),
         created_unix: rec.created_unix,
         detached: rec.detached,
+        auto_remove: rec.auto_remove,
         state: StateView {
             status: rec.status.clone(),
             status_text: row.status.clone(),

@@ -1,6 +1,6 @@
 //! The monitor of a detached isle: what its supervisor does once the isle
 //! runs. It drains the isle's output into the log until PID 1 ends, records
-//! how it ended, and removes its cgroups.
+//! how it ended, and removes its cgroups (with `--rm`, every trace).
 //!
 //! Creating an isle takes the whole engine; watching it takes a poll loop,
 //! the log writer and the record. So once the isle has started, the
@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::record::{ExitRecord, Record, Status};
-use super::{now_unix, IsleError};
+use super::{gc, now_unix, IsleError};
 use crate::cgroups::Cgroups;
 use crate::logger::writer::LogWriter;
 use crate::logger::Rotation;
@@ -49,6 +49,10 @@ pub struct Monitor {
     pub pty: Option<RawFd>,
     /// A detached `-i` isle's stdin writer, only held open.
     pub stdin_writer: Option<RawFd>,
+    /// `--rm`: the isle's layer directory, removed with its record and
+    /// cgroups once it ends.
+    #[serde(default)]
+    pub remove_layers: Option<PathBuf>,
 }
 
 /// Where `islander-logger` must be: beside the running islander binary.
@@ -75,6 +79,7 @@ impl Monitor {
             stderr: None,
             pty: None,
             stdin_writer: None,
+            remove_layers: None,
         }
     }
 
@@ -126,8 +131,13 @@ impl Monitor {
             record.exit = Some(ExitRecord { exit: result.as_ref().ok().copied(), oom_killed: oom_kills > 0, finished_unix: now_unix() });
             record.save(&self.run_dir)?;
         }
-        if let Err(e) = cgroups.destroy() {
-            tracing::warn!(isle = %self.id, "removing cgroups: {e}");
+        match &self.remove_layers {
+            Some(layers) => gc::remove_traces(&self.id, layers, &self.run_dir),
+            None => {
+                if let Err(e) = cgroups.destroy() {
+                    tracing::warn!(isle = %self.id, "removing cgroups: {e}");
+                }
+            }
         }
         result.map(|_| ()).map_err(Into::into)
     }

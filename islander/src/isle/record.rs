@@ -91,6 +91,9 @@ pub struct Record {
     pub layers: PathBuf,
     #[serde(default)]
     pub detached: bool,
+    /// `--rm`: removed once it ends, not kept as exited.
+    #[serde(default)]
+    pub auto_remove: bool,
     #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]
@@ -151,6 +154,7 @@ mod tests {
             rootfs: "/x".into(),
             layers: "/y".into(),
             detached: false,
+            auto_remove: false,
             command: vec![],
             log_dir: "/y/log".into(),
             exit: None,

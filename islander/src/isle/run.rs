@@ -45,6 +45,9 @@ pub struct RunRequest {
     pub userns: bool,
     pub privileged: bool,
     pub detach: bool,
+    /// `--rm`: remove the isle once it ends.
+    #[serde(default)]
+    pub auto_remove: bool,
     pub limits: LimitArgs,
     pub log_rotation: Rotation,
     /// `--metrics ADDR`: serve Prometheus metrics while the isle runs.
@@ -221,6 +224,7 @@ fn prepare<'a>(root: &'a StateRoot, req: &RunRequest) -> Result<Prepared<'a>> {
         rootfs: lower.clone(),
         layers: layers.dir.clone(),
         detached: req.detach,
+        auto_remove: req.auto_remove,
         command: args.clone(),
         log_dir: layers.dir.join("log"),
         exit: None,
@@ -356,6 +360,7 @@ pub fn run_detached(root: &StateRoot, req: RunRequest, report: impl FnOnce(std::
     monitor.stderr = raw(&output.stderr);
     monitor.pty = raw(&output.pty);
     monitor.stdin_writer = raw(&pipes._stdin_writer);
+    monitor.remove_layers = req.auto_remove.then(|| p.record.layers.clone());
     if let Some(program) = logger {
         let err = monitor.exec(&program);
         tracing::warn!(isle = %p.record.id, "executing {}: {err}; the supervisor watches the isle itself", program.display());

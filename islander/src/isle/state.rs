@@ -106,6 +106,7 @@ mod tests {
             rootfs: "/".into(),
             layers: "/".into(),
             detached: true,
+            auto_remove: false,
             command: vec![],
             log_dir: "/".into(),
             exit,
