@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use islander_tests::{Islander, OutputExt};
-use lifecycle_support::{ps_all, row, start, wait_for_line, wait_one, wait_running};
+use lifecycle_support::{ps_all, row, start, supervisor_pid, wait_for_line, wait_one, wait_running};
 use serde_json::Value;
 
 /// The last pid of `NSpid:` in /proc/PID/status: the pid in its own namespace.
@@ -243,14 +243,6 @@ fn wait_removed(isl: &Islander, id: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn supervisor_pid(isl: &Islander, id: &str) -> i32 {
-    let record: Value = serde_json::from_slice(
-        &fs::read(isl.isles_run_dir().join(id).join("state.json")).expect("the isle's record"),
-    )
-    .expect("a JSON record");
-    record["supervisor"]["pid"].as_i64().unwrap_or_else(|| panic!("no supervisor pid: {record:#}")) as i32
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::fs;
 use std::process::Stdio;
 
 use islander_tests::{islander_bin, islander_cgroup_entries, Islander, OutputExt};
-use lifecycle_support::{describe, ps_all, start, wait_for_line, wait_one, wait_running};
+use lifecycle_support::{describe, ps_all, start, supervisor_pid, wait_for_line, wait_one, wait_running};
 
 /// `key:` of /proc/PID/status, in KiB or as the number it is.
 fn status_field(pid: i64, key: &str) -> u64 {
@@ -19,14 +19,6 @@ fn status_field(pid: i64, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status:\n{status}"))
-}
-
-fn supervisor_pid(isl: &Islander, id: &str) -> i64 {
-    let record: serde_json::Value = serde_json::from_slice(
-        &fs::read(isl.isles_run_dir().join(id).join("state.json")).expect("the isle's record"),
-    )
-    .expect("a JSON record");
-    record["supervisor"]["pid"].as_i64().unwrap_or_else(|| panic!("no supervisor pid: {record:#}"))
 }
 
 #[test]
@@ -39,7 +31,7 @@ fn the_supervisor_becomes_the_small_logger_and_keeps_its_duties() {
     );
     let row = wait_running(&isl, &isle.id);
     wait_for_line(&isl, &isle.id, "to-out");
-    let sup = supervisor_pid(&isl, &isle.id);
+    let sup = i64::from(supervisor_pid(&isl, &isle.id));
     let comm = fs::read_to_string(format!("/proc/{sup}/comm")).expect("the supervisor's comm");
     assert_eq!(comm.trim(), "islander-logger", "{}", describe(&isl, &isle.id));
     let exe = fs::read_link(format!("/proc/{sup}/exe")).expect("the supervisor's exe");

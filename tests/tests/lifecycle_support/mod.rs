@@ -117,6 +117,18 @@ pub fn start<'a>(isl: &'a Islander, opts: &[&str], cmd: &[&str]) -> Isle<'a> {
     Isle { isl, id }
 }
 
+/// The pid of isle `id`'s supervisor (its logger, once the isle runs), from
+/// its record.
+pub fn supervisor_pid(isl: &Islander, id: &str) -> i32 {
+    let record: Value = serde_json::from_slice(
+        &fs::read(isl.isles_run_dir().join(id).join("state.json")).expect("the isle's record"),
+    )
+    .expect("a JSON record");
+    record["supervisor"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no supervisor pid: {record:#}")) as i32
+}
+
 /// `islander ps -a --format json`, parsed.
 pub fn ps_all(isl: &Islander) -> Vec<Value> {
     let out = isl.run(&["ps", "-a", "--format", "json"]);
