@@ -322,16 +322,16 @@ pub fn run(root: &StateRoot, req: RunRequest) -> Result<RunOutcome> {
 /// tells `report` its id (or why it could not start), then drains its
 /// output into the log until it ends, and records how it ended.
 pub fn run_detached(root: &StateRoot, req: RunRequest, report: impl FnOnce(std::result::Result<&str, &crate::Error>)) -> Result<()> {
-    // Without --metrics the supervisor becomes islander-logger once the
-    // isle runs; it must exist before anything is created.
-    let logger = match req.metrics {
-        Some(_) => Ok(None),
-        None => monitor::logger_program().map(Some),
-    };
-    let prepared = logger
-        .and_then(|logger| req.metrics.as_deref().map(MetricsServer::bind).transpose().map(|server| (logger, server)).map_err(crate::Error::from))
-        .and_then(|(logger, server)| Ok((logger, server, pipes(&req)?)))
-        .and_then(|(logger, server, pipes)| Ok((logger, server, pipes, prepare(root, &req)?)));
+    let prepared = (|| -> Result<_> {
+        // Without --metrics the supervisor becomes islander-logger once the
+        // isle runs; it must exist before anything is created.
+        let logger = match req.metrics {
+            Some(_) => None,
+            None => Some(monitor::logger_program()?),
+        };
+        let server = req.metrics.as_deref().map(MetricsServer::bind).transpose()?;
+        Ok((logger, server, pipes(&req)?, prepare(root, &req)?))
+    })();
     let (logger, server, mut pipes, mut p) = match prepared {
         Ok(x) => x,
         Err(e) => {
@@ -348,8 +348,9 @@ pub fn run_detached(root: &StateRoot, req: RunRequest, report: impl FnOnce(std::
             return Err(e);
         }
     };
-    // From here the monitor owns the teardown: the record and the layer
-    // stay until `rm`, and it removes the cgroups when PID 1 ends.
+    // From here the monitor owns the teardown: it removes the cgroups when
+    // PID 1 ends, and the record and the layer stay until `rm` (with
+    // `--rm`, it removes them too).
     p.held.keep_files = true;
     p.held.cgroups = None;
     report(Ok(&p.record.id));

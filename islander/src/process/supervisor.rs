@@ -173,7 +173,7 @@ pub fn supervise(pid: Pid, signals: &SignalFd, output: &IsleOutput, mut how: Sup
                 grace_polls += 1;
                 // Pipes get 5 s to drain after exit, a pty 100 ms of quiet.
                 if pty.is_some() || grace_polls >= 50 {
-                    finish_all(&mut how, &sources)?;
+                    finish_all(&mut how, &sources);
                     return Ok(exit.expect("only an exited isle polls with a timeout"));
                 }
                 continue;
@@ -249,11 +249,10 @@ pub fn supervise(pid: Pid, signals: &SignalFd, output: &IsleOutput, mut how: Sup
     }
 }
 
-fn finish_all(how: &mut Supervision, sources: &[Source]) -> Result<()> {
+fn finish_all(how: &mut Supervision, sources: &[Source]) {
     for s in sources {
         how.logged(|log| log.finish(s.stream));
     }
-    Ok(())
 }
 
 impl Supervision<'_> {

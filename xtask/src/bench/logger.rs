@@ -302,13 +302,13 @@ impl Bench {
             if supervisor.is_none() {
                 supervisor = json_number_after(&text, "\"supervisor\"", "\"pid\"");
             }
-            // Sampled once the supervisor has become the logger: before,
-            // for the first milliseconds, it is the engine setting up.
             // Read until the cgroup is removed at the isle's teardown: the
             // last reading comes after its processes ended.
             if let Some(ns) = fs::read_to_string(&cpuacct).ok().and_then(|t| t.trim().parse::<u64>().ok()) {
                 isle_cpu = isle_cpu.max(Duration::from_nanos(ns));
             }
+            // Sampled once the supervisor has become the logger: before,
+            // for the first milliseconds, it is the engine setting up.
             if let Some(pid) = supervisor.filter(|&pid| is_logger(pid)) {
                 sample(pid, &mut memory, polls.is_multiple_of(PSS_EVERY));
             }
@@ -408,9 +408,13 @@ fn settle() -> Result<()> {
 
 /// User and system CPU time of this process's waited-for children so far.
 fn children_cpu() -> Duration {
-    // SAFETY: getrusage writes only into the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    // SAFETY: rusage is plain integers, valid when zeroed; getrusage
+    // writes only into the struct it is given.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(u.ru_utime) + tv(u.ru_stime)
 }
@@ -643,8 +647,6 @@ impl Report {
         self.plain_s() / self.isle_s()
     }
 
-    /// Each round's own ratio (its plain run and its isle run were next to
-    /// each other in time): min, median, max.
     fn plain_cpu_s(&self) -> f64 {
         median(self.plain_cpu.iter().map(Duration::as_secs_f64).collect())
     }
@@ -654,6 +656,8 @@ impl Report {
         median(self.isle.iter().map(|r| (r.isle_cpu + r.memory.cpu).as_secs_f64()).collect())
     }
 
+    /// Each round's own ratio (its plain run and its isle run were next to
+    /// each other in time): min, median, max.
     fn round_ratios(&self) -> (f64, f64, f64) {
         let r: Vec<f64> = self
             .plain
